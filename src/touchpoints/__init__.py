@@ -1,0 +1,10 @@
+"""Touchpoints: an open-source, privacy-first customer data and insights platform."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from touchpoints.errors import TouchpointsError  # noqa: E402
+from touchpoints.warehouse import Warehouse, connect  # noqa: E402
+
+__all__ = ["TouchpointsError", "Warehouse", "__version__", "connect"]

@@ -1,0 +1,66 @@
+"""The FastAPI application: the collector, settings for analytics.js, health, admin."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+import touchpoints
+from touchpoints.api import admin_routes, collector_routes, errors
+from touchpoints.collect.collector import Collector, CollectorSettings
+from touchpoints.collect.sources import SourceRegistry
+from touchpoints.warehouse import Warehouse
+from touchpoints.warehouse.writer import EventWriter, open_writer
+
+
+@dataclass
+class Services:
+    """What the routes need; built once per server process."""
+
+    warehouse: Warehouse
+    writer: EventWriter
+    collector: Collector
+    control_token: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, warehouse: Warehouse, settings: CollectorSettings | None = None,
+             control_token: str | None = None) -> Services:
+        writer = open_writer(warehouse)
+        collector = Collector(SourceRegistry(warehouse), writer, settings)
+        return cls(warehouse, writer, collector, control_token)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def create_app(services: Services) -> FastAPI:
+    """The app over already-open services; the caller closes them."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        yield
+        services.writer.close()
+
+    app = FastAPI(
+        title="Touchpoints",
+        version=touchpoints.__version__,
+        description="Segment-compatible collector and customer data platform API.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origin_regex=".*",
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        max_age=86400,
+    )
+    errors.install(app)
+    app.include_router(collector_routes.router)
+    app.include_router(admin_routes.router)
+    return app

@@ -1,0 +1,44 @@
+"""Run the API server on the warehouse it owns."""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+import uvicorn
+
+from touchpoints.api.app import Services, create_app
+from touchpoints.collect.collector import CollectorSettings
+from touchpoints.errors import WarehouseError
+from touchpoints.warehouse import connect, duckdb_path
+from touchpoints.warehouse.ownership import claim, release, running_server
+
+log = logging.getLogger("touchpoints.server")
+
+
+def serve(url: str, host: str = "127.0.0.1", port: int = 8000,
+          settings: CollectorSettings | None = None, log_level: str = "warning") -> None:
+    """Open the warehouse, claim it, and serve until interrupted."""
+    path = duckdb_path(url)
+    if path is not None:
+        other = running_server(path)
+        if other is not None:
+            raise WarehouseError(f"{path} is already served by process {other.pid} at "
+                                 f"{other.url}; stop it first")
+    warehouse = connect(url)
+    info = claim(warehouse.path, f"http://{host}:{port}") if warehouse.path else None
+    services = Services.open(warehouse, settings, control_token=info.token if info else None)
+    app = create_app(services)
+    # Many short-lived dicts per event: collect garbage less often.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 50)
+    config = uvicorn.Config(app, host=host, port=port, http="httptools", access_log=False,
+                            log_level=log_level, lifespan="on")
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        services.close()
+        if info is not None:
+            release(warehouse.path, info)
+        warehouse.close()

@@ -1,0 +1,83 @@
+"""Where the CLI's reads and writes go: the running server that owns the warehouse
+file, or the warehouse itself when no server runs (see `touchpoints.warehouse.ownership`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import httpx
+
+from touchpoints.collect.sources import add_source, list_sources
+from touchpoints.errors import TouchpointsError, WarehouseError
+from touchpoints.warehouse import connect, duckdb_path
+from touchpoints.warehouse.ownership import ServerInfo, running_server
+
+
+class Target(Protocol):
+    def sql(self, query: str) -> tuple[list[str], list[dict[str, Any]]]: ...
+    def add_source(self, name: str, channel: str) -> dict[str, Any]: ...
+    def list_sources(self) -> list[dict[str, Any]]: ...
+    def close(self) -> None: ...
+
+
+class LocalTarget:
+    def __init__(self, url: str) -> None:
+        self.warehouse = connect(url)
+
+    def sql(self, query: str) -> tuple[list[str], list[dict[str, Any]]]:
+        table = self.warehouse.query(query)
+        return table.column_names, table.to_pylist()
+
+    def add_source(self, name: str, channel: str) -> dict[str, Any]:
+        made = add_source(self.warehouse, name, channel)
+        return {**made.source.as_dict(), "write_key": made.write_key}
+
+    def list_sources(self) -> list[dict[str, Any]]:
+        return [s.as_dict() for s in list_sources(self.warehouse)]
+
+    def close(self) -> None:
+        self.warehouse.close()
+
+
+class RemoteTarget:
+    """Asks the server that owns the file, with the control token it left beside it."""
+
+    def __init__(self, info: ServerInfo) -> None:
+        self.info = info
+        self.client = httpx.Client(base_url=info.url, timeout=300,
+                                   headers={"Authorization": f"Bearer {info.token}"})
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise WarehouseError(f"the server at {self.info.url} did not answer: {exc}") from exc
+        body = response.json()
+        if response.status_code >= 400:
+            error = TouchpointsError(body.get("message", "the server refused"),
+                                     field=body.get("field"))
+            raise error
+        return body
+
+    def sql(self, query: str) -> tuple[list[str], list[dict[str, Any]]]:
+        body = self._call("POST", "/v1/admin/sql", json={"sql": query})
+        return body["columns"], body["rows"]
+
+    def add_source(self, name: str, channel: str) -> dict[str, Any]:
+        return self._call("POST", "/v1/admin/sources", json={"name": name, "channel": channel})
+
+    def list_sources(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/admin/sources")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_target(url: str) -> Target:
+    path = duckdb_path(url)
+    if path is not None:
+        info = running_server(path)
+        if info is not None:
+            return RemoteTarget(info)
+    return LocalTarget(url)

@@ -1,0 +1,117 @@
+"""Sources of events and their write keys.
+
+A source is one website, app, till system or server that sends events; its channel is
+the default channel of those events. The write key is printed once and stored hashed.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from touchpoints.collect.keys import WRITE_KEY_PREFIX, hash_key, new_key
+from touchpoints.errors import Conflict, InvalidInput
+from touchpoints.warehouse import CHANNELS, Warehouse
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    source_id: str
+    name: str
+    channel: str
+    write_key_prefix: str
+    created_at: datetime
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "source_id": self.source_id,
+            "name": self.name,
+            "channel": self.channel,
+            "write_key_prefix": self.write_key_prefix,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NewSource:
+    """A source just made, with its write key: the only time the key is known."""
+
+    source: Source
+    write_key: str
+
+
+def add_source(warehouse: Warehouse, name: str, channel: str = "web") -> NewSource:
+    """Create a source and its write key."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInput(
+            "a source name is 1–63 letters, digits, spaces, '.', '_' or '-', "
+            "starting with a letter or digit", field="name")
+    if channel not in CHANNELS:
+        raise InvalidInput(f"channel must be one of {', '.join(CHANNELS)}, not {channel!r}",
+                           field="channel")
+    if any(s.name == name for s in list_sources(warehouse)):
+        raise Conflict(f"a source named {name!r} exists already", field="name")
+    key = new_key(WRITE_KEY_PREFIX)
+    source = Source(
+        source_id="src_" + hash_key(key)[:12],
+        name=name,
+        channel=channel,
+        write_key_prefix=key[:8],
+        created_at=datetime.now(UTC),
+    )
+    warehouse.insert("sources", pa.table({
+        "source_id": [source.source_id],
+        "name": [name],
+        "channel": [channel],
+        "write_key_hash": [hash_key(key)],
+        "write_key_prefix": [source.write_key_prefix],
+        "created_at": pa.array([source.created_at], pa.timestamp("us", tz="UTC")),
+        "settings": pa.array([None], pa.string()),
+    }))
+    return NewSource(source, key)
+
+
+def list_sources(warehouse: Warehouse) -> list[Source]:
+    table = warehouse.table("sources").order_by("created_at")
+    return [_source(row) for row in table.to_pyarrow().to_pylist()]
+
+
+def find_source(warehouse: Warehouse, name: str) -> Source | None:
+    return next((s for s in list_sources(warehouse) if s.name == name), None)
+
+
+def _source(row: dict) -> Source:
+    return Source(row["source_id"], row["name"], row["channel"], row["write_key_prefix"],
+                  row["created_at"])
+
+
+class SourceRegistry:
+    """Looks write keys up by hash, caching what it found; a miss asks the warehouse."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self._warehouse = warehouse
+        self._by_hash: dict[str, Source] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, write_key: str) -> Source | None:
+        digest = hash_key(write_key)
+        found = self._by_hash.get(digest)
+        if found is not None:
+            return found
+        with self._lock:
+            table = self._warehouse.table("sources")
+            rows = table.filter(table.write_key_hash == digest).to_pyarrow().to_pylist()
+            if not rows:
+                return None
+            source = _source(rows[0])
+            self._by_hash[digest] = source
+            return source
+
+    def remember(self, new: NewSource) -> None:
+        self._by_hash[hash_key(new.write_key)] = new.source

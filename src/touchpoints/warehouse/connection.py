@@ -1,0 +1,313 @@
+"""The warehouse: an Ibis backend made from a URL, and the only code that knows engines.
+
+URLs:
+- ``duckdb:///path/touchpoints.duckdb`` (relative) or ``duckdb:////abs/path.duckdb``:
+  the embedded default; ``duckdb://:memory:`` for a throwaway one.
+- ``pyspark://local[2]`` (local mode) or ``pyspark://host:7077`` (a standalone cluster),
+  optionally ``?database=NAME``.
+- any other URL Ibis understands (``postgres://…``, ``snowflake://…``) through
+  ``ibis.connect``; those run the analyses but not the embedded write path.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import ibis
+import pyarrow as pa
+import sqlglot
+import sqlglot.expressions as sge
+
+from touchpoints.errors import InvalidInput, MissingDependency, WarehouseError
+from touchpoints.warehouse.schema import PRIMARY_KEYS, SCHEMA_VERSION, TABLES
+
+#: DuckDB-only column: a hash of the primary key, indexed instead of the key itself.
+HASH_KEY = "_key"
+HASHED_KEY_TABLES = frozenset({"events"})
+
+DEFAULT_URL = "duckdb:///touchpoints.duckdb"
+ENV_VAR = "TOUCHPOINTS_WAREHOUSE"
+
+
+def default_url() -> str:
+    """The warehouse URL from ``TOUCHPOINTS_WAREHOUSE``, or the embedded default."""
+    return os.environ.get(ENV_VAR) or DEFAULT_URL
+
+
+@dataclass
+class Warehouse:
+    """An open warehouse: the Ibis backend plus what Touchpoints needs to know of it."""
+
+    url: str
+    backend: Any
+    engine: str
+    database: str | None = None
+    path: Path | None = None
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    # -- reading -----------------------------------------------------------------
+    def table(self, name: str) -> ibis.Table:
+        """An Ibis table expression of one of the warehouse's tables."""
+        if self.database is not None:
+            table = self.backend.table(name, database=self.database)
+        else:
+            table = self.backend.table(name)
+        if HASH_KEY in table.columns:
+            table = table.drop(HASH_KEY)
+        return table
+
+    def query(self, sql: str) -> pa.Table:
+        """Run one read-only SQL statement (SELECT, WITH, …) and return its rows."""
+        if self.engine == "duckdb":
+            cursor = self.backend.con.cursor()
+            try:
+                statement = _duckdb_read_only(cursor, sql)
+                return cursor.execute(statement).fetch_arrow_table()
+            except InvalidInput:
+                raise
+            except Exception as exc:  # duckdb raises its own error types for bad SQL
+                raise InvalidInput(f"the query failed: {_first_line(exc)}", field="sql") from exc
+            finally:
+                cursor.close()
+        statement = _parse_read_only(sql, self.engine)
+        try:
+            return self.backend.sql(statement).to_pyarrow()
+        except Exception as exc:
+            raise InvalidInput(f"the query failed: {_first_line(exc)}", field="sql") from exc
+
+    def count(self, name: str) -> int:
+        return int(self.table(name).count().execute())
+
+    # -- writing -----------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        """Create every table that is missing; safe to call at every start."""
+        with self._lock:
+            existing = set(self.list_tables())
+            for name, schema in TABLES.items():
+                if name in existing:
+                    continue
+                if self.engine == "duckdb":
+                    self._create_duckdb_table(name, schema)
+                else:
+                    self.backend.create_table(name, schema=schema, **self._db_kw())
+            self._check_version()
+
+    def list_tables(self) -> list[str]:
+        return list(self.backend.list_tables(**self._db_kw()))
+
+    def insert(self, name: str, rows: pa.Table) -> None:
+        """Append rows to a table; on DuckDB rows whose key exists already are skipped."""
+        if rows.num_rows == 0:
+            return
+        with self._lock:
+            if self.engine == "duckdb":
+                insert_arrow_duckdb(self.backend.con, name, rows)
+            else:
+                self.backend.insert(name, rows.to_pandas(), **self._db_kw())
+
+    def close(self) -> None:
+        disconnect = getattr(self.backend, "disconnect", None)
+        if disconnect is not None and self.engine == "duckdb":
+            disconnect()
+
+    # -- internals ---------------------------------------------------------------
+    def _db_kw(self) -> dict[str, str]:
+        return {"database": self.database} if self.database is not None else {}
+
+    def _create_duckdb_table(self, name: str, schema: ibis.Schema) -> None:
+        columns = ", ".join(
+            col.sql("duckdb") for col in schema.to_sqlglot_column_defs("duckdb")
+        )
+        key = PRIMARY_KEYS[name]
+        if name in HASHED_KEY_TABLES:
+            # A 128-bit hash of the key columns indexes far faster than the strings do.
+            columns = f"{HASH_KEY} UHUGEINT PRIMARY KEY, {columns}"
+        else:
+            columns += f", PRIMARY KEY ({', '.join(_quote(c) for c in key)})"
+        self.backend.raw_sql(f"CREATE TABLE IF NOT EXISTS {_quote(name)} ({columns})")
+
+    def _check_version(self) -> None:
+        meta = self.table("meta")
+        found = meta.filter(meta.key == "schema_version").value.to_pyarrow().to_pylist()
+        if not found:
+            self.insert(
+                "meta",
+                pa.table({"key": ["schema_version"], "value": [str(SCHEMA_VERSION)]}),
+            )
+        elif int(found[0]) > SCHEMA_VERSION:
+            raise WarehouseError(
+                f"the warehouse has schema version {found[0]}, newer than this Touchpoints "
+                f"({SCHEMA_VERSION}); upgrade touchpoints"
+            )
+
+
+def duckdb_insert_sql(name: str, columns: list[str], source: str, returning: str = "") -> str:
+    """INSERT … SELECT from a registered relation, skipping rows whose key exists."""
+    names = ", ".join(_quote(c) for c in columns)
+    target, select = names, names
+    if name in HASHED_KEY_TABLES:
+        parts = " || chr(31) || ".join(_quote(c) for c in PRIMARY_KEYS[name])
+        target, select = f"{HASH_KEY}, {names}", f"md5_number({parts}), {names}"
+    suffix = f" RETURNING {returning}" if returning else ""
+    return (f"INSERT INTO {_quote(name)} ({target}) SELECT {select} FROM {source} "
+            f"ON CONFLICT DO NOTHING{suffix}")
+
+
+def insert_arrow_duckdb(con: Any, name: str, rows: pa.Table) -> int:
+    """Insert an Arrow table into a DuckDB table by column name, skipping existing keys."""
+    cursor = con.cursor()
+    try:
+        cursor.register("_tp_rows", rows)
+        cursor.execute(duckdb_insert_sql(name, rows.column_names, "_tp_rows"))
+        inserted = cursor.fetchone()
+        cursor.unregister("_tp_rows")
+        return int(inserted[0]) if inserted else 0
+    finally:
+        cursor.close()
+
+
+def connect(url: str | None = None, *, create: bool = True) -> Warehouse:
+    """Open the warehouse at `url` (see the module docstring) and create its tables."""
+    url = url or default_url()
+    scheme, _, rest = url.partition("://")
+    if not rest:
+        raise InvalidInput(
+            f"warehouse URL {url!r} has no scheme; use e.g. {DEFAULT_URL}", field="warehouse"
+        )
+    if scheme == "duckdb":
+        warehouse = _connect_duckdb(url, rest)
+    elif scheme in {"pyspark", "spark"}:
+        warehouse = _connect_spark(url, rest)
+    else:
+        try:
+            backend = ibis.connect(url)
+        except Exception as exc:
+            raise WarehouseError(f"cannot open warehouse {url}: {_first_line(exc)}") from exc
+        warehouse = Warehouse(url=url, backend=backend, engine=backend.name)
+    if create:
+        warehouse.ensure_schema()
+    return warehouse
+
+
+def from_spark_session(session: Any, database: str | None = None) -> Warehouse:
+    """A warehouse on an existing SparkSession (a notebook's, or the tests' shared one)."""
+    backend = _ibis_backend("pyspark").connect(session)
+    if database is not None:
+        session.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    warehouse = Warehouse(url="pyspark://session", backend=backend, engine="pyspark",
+                          database=database)
+    warehouse.ensure_schema()
+    return warehouse
+
+
+def duckdb_path(url: str) -> Path | None:
+    """The file of a ``duckdb://`` URL (None for in-memory or another engine)."""
+    scheme, _, rest = url.partition("://")
+    if scheme != "duckdb":
+        return None
+    target = rest[1:] if rest.startswith("/") else rest
+    if target in {"", ":memory:"}:
+        return None
+    return Path(target).expanduser().resolve()
+
+
+def _connect_duckdb(url: str, rest: str) -> Warehouse:
+    path = duckdb_path(url)
+    target = ":memory:" if path is None else str(path)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        backend = ibis.duckdb.connect(target)
+    except Exception as exc:
+        text = _first_line(exc)
+        if "lock" in text.lower():
+            raise WarehouseError(
+                f"the warehouse file {path} is held by another process (is `touchpoints "
+                "serve` running? stop it, or let the CLI talk to it)"
+            ) from exc
+        raise WarehouseError(f"cannot open warehouse {url}: {text}") from exc
+    return Warehouse(url=url, backend=backend, engine="duckdb", path=path)
+
+
+def _connect_spark(url: str, rest: str) -> Warehouse:
+    master, _, query = rest.partition("?")
+    options = {k: v[-1] for k, v in parse_qs(query).items()}
+    if not master.startswith("local") and "://" not in master:
+        master = f"spark://{master}"
+    pyspark_sql = _import_pyspark()
+    builder = (
+        pyspark_sql.SparkSession.builder.master(master)
+        .appName("touchpoints")
+        .config("spark.sql.session.timeZone", "UTC")
+    )
+    for key, value in options.items():
+        if key.startswith("spark."):
+            builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    warehouse = from_spark_session(session, database=options.get("database"))
+    warehouse.url = url
+    return warehouse
+
+
+def _import_pyspark() -> Any:
+    try:
+        import pyspark.sql as pyspark_sql
+    except ImportError as exc:
+        raise MissingDependency(
+            "the Spark warehouse needs PySpark: pip install 'touchpoints[spark]'"
+        ) from exc
+    return pyspark_sql
+
+
+def _ibis_backend(name: str) -> Any:
+    if name == "pyspark":
+        _import_pyspark()
+    return getattr(ibis, name)
+
+
+def _duckdb_read_only(cursor: Any, sql: str) -> str:
+    import duckdb
+
+    try:
+        statements = cursor.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise InvalidInput(f"the query does not parse: {_first_line(exc)}", field="sql") from exc
+    if len(statements) != 1:
+        raise InvalidInput("give exactly one SQL statement", field="sql")
+    kind = statements[0].type
+    if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+        raise InvalidInput(
+            f"only read-only queries (SELECT, WITH …) are allowed, not {kind.name}",
+            field="sql")
+    return statements[0].query
+
+
+def _parse_read_only(sql: str, engine: str) -> str:
+    dialect = "spark" if engine == "pyspark" else engine
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+    except sqlglot.errors.ParseError as exc:
+        raise InvalidInput(f"the query does not parse: {_first_line(exc)}", field="sql") from exc
+    if len(statements) != 1:
+        raise InvalidInput("give exactly one SQL statement", field="sql")
+    statement = statements[0]
+    if not isinstance(statement, sge.Query | sge.Describe):
+        raise InvalidInput(
+            f"only read-only queries (SELECT, WITH …) are allowed, not {statement.key.upper()}",
+            field="sql",
+        )
+    return sql.strip().rstrip(";")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,118 @@
+"""Table schemas of the warehouse, as data.
+
+Every engine gets the same columns and types; `docs/schema.md` documents them and a
+test keeps the two in step. JSON payloads are kept as text so that every Ibis backend
+can hold them.
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.datatypes as dt
+
+SCHEMA_VERSION = 1
+
+UTC_TIMESTAMP = dt.Timestamp(timezone="UTC")
+
+#: One row per event of the Segment spec, whatever the channel.
+EVENTS = ibis.schema(
+    {
+        "message_id": dt.String(nullable=False),
+        "source_id": dt.String(nullable=False),
+        "type": dt.String(nullable=False),
+        "event": dt.string,
+        "name": dt.string,
+        "anonymous_id": dt.string,
+        "user_id": dt.string,
+        "group_id": dt.string,
+        "previous_id": dt.string,
+        "timestamp": dt.Timestamp(timezone="UTC", nullable=False),
+        "original_timestamp": UTC_TIMESTAMP,
+        "sent_at": UTC_TIMESTAMP,
+        "received_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "channel": dt.String(nullable=False),
+        "page_url": dt.string,
+        "page_path": dt.string,
+        "page_title": dt.string,
+        "page_referrer": dt.string,
+        "utm_source": dt.string,
+        "utm_medium": dt.string,
+        "utm_campaign": dt.string,
+        "utm_term": dt.string,
+        "utm_content": dt.string,
+        "user_agent": dt.string,
+        "ip": dt.string,
+        "locale": dt.string,
+        "revenue": dt.float64,
+        "currency": dt.string,
+        "order_id": dt.string,
+        "properties": dt.string,
+        "traits": dt.string,
+        "context": dt.string,
+        "integrations": dt.string,
+    }
+)
+
+#: Messages that failed validation, kept with the reason so none is dropped silently.
+REJECTED_EVENTS = ibis.schema(
+    {
+        "rejected_id": dt.String(nullable=False),
+        "source_id": dt.string,
+        "message_id": dt.string,
+        "received_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "field": dt.string,
+        "reason": dt.String(nullable=False),
+        "payload": dt.string,
+    }
+)
+
+#: Where events come from; the write key itself is never stored, only its hash.
+SOURCES = ibis.schema(
+    {
+        "source_id": dt.String(nullable=False),
+        "name": dt.String(nullable=False),
+        "channel": dt.String(nullable=False),
+        "write_key_hash": dt.String(nullable=False),
+        "write_key_prefix": dt.String(nullable=False),
+        "created_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "settings": dt.string,
+    }
+)
+
+#: Advertising cost per day, channel and campaign (not events: nobody did them).
+SPEND = ibis.schema(
+    {
+        "date": dt.Date(nullable=False),
+        "channel": dt.String(nullable=False),
+        "source": dt.string,
+        "campaign": dt.string,
+        "impressions": dt.int64,
+        "clicks": dt.int64,
+        "cost": dt.float64,
+        "currency": dt.string,
+        "import_key": dt.String(nullable=False),
+    }
+)
+
+#: Key/value facts about the warehouse itself, such as the schema version.
+META = ibis.schema({"key": dt.String(nullable=False), "value": dt.string})
+
+TABLES: dict[str, ibis.Schema] = {
+    "events": EVENTS,
+    "rejected_events": REJECTED_EVENTS,
+    "sources": SOURCES,
+    "spend": SPEND,
+    "meta": META,
+}
+
+#: Columns that make a row unique; engines that can enforce them do.
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "events": ("source_id", "message_id"),
+    "rejected_events": ("rejected_id",),
+    "sources": ("source_id",),
+    "spend": ("import_key",),
+    "meta": ("key",),
+}
+
+#: Channels an event can belong to; a source names its default.
+CHANNELS = ("web", "app", "store", "email", "ads", "social", "server", "device", "other")
