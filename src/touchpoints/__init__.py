@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from touchpoints.errors import TouchpointsError  # noqa: E402
-from touchpoints.warehouse import Warehouse, connect  # noqa: E402
+from touchpoints.errors import TouchpointsError
+from touchpoints.warehouse import Warehouse, connect
 
 __all__ = ["TouchpointsError", "Warehouse", "__version__", "connect"]

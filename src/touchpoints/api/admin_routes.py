@@ -19,8 +19,7 @@ def _authorize(request: Request) -> None:
     token = request.app.state.services.control_token
     scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not given:
-        raise Unauthorized("an admin token is required as a Bearer token",
-                           field="Authorization")
+        raise Unauthorized("an admin token is required as a Bearer token", field="Authorization")
     if token is None or not hmac.compare_digest(given.strip(), token):
         raise Forbidden("this token may not use admin operations", field="Authorization")
 

@@ -28,8 +28,12 @@ class Services:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, warehouse: Warehouse, settings: CollectorSettings | None = None,
-             control_token: str | None = None) -> Services:
+    def open(
+        cls,
+        warehouse: Warehouse,
+        settings: CollectorSettings | None = None,
+        control_token: str | None = None,
+    ) -> Services:
         writer = open_writer(warehouse)
         collector = Collector(SourceRegistry(warehouse), writer, settings)
         return cls(warehouse, writer, collector, control_token)

@@ -26,8 +26,7 @@ def _route(kind: str, path: str, *, documented: bool) -> None:
         return JSON(outcome.body())
 
     endpoint.__name__ = f"{kind}_{path.strip('/').replace('/', '_')}"
-    schema = schemas.batch_schema() if kind in ("batch", "import") else schemas.message_schema(
-        kind)
+    schema = schemas.batch_schema() if kind in ("batch", "import") else schemas.message_schema(kind)
     router.add_api_route(
         path,
         endpoint,
@@ -53,29 +52,31 @@ async def project_settings(write_key: str, request: Request) -> Response:
     if source is None:
         raise NotFound("no source has this write key", field="writeKey")
     host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
-    return JSON({
-        "integrations": {
-            "Segment.io": {
-                "apiKey": write_key,
-                "apiHost": f"{host}/v1",
-                "protocol": request.url.scheme,
-                "unbundledIntegrations": [],
-                "addBundledMetadata": False,
-            }
-        },
-        "plan": {
-            "track": {"__default": {"enabled": True, "integrations": {}}},
-            "identify": {"__default": {"enabled": True}},
-            "group": {"__default": {"enabled": True}},
-        },
-        "edgeFunction": {},
-        "analyticsNextEnabled": True,
-        "middlewareSettings": {},
-        "enabledMiddleware": {},
-        "metrics": {"sampleRate": 0},
-        "legacyVideoPluginsEnabled": False,
-        "remotePlugins": [],
-    })
+    return JSON(
+        {
+            "integrations": {
+                "Segment.io": {
+                    "apiKey": write_key,
+                    "apiHost": f"{host}/v1",
+                    "protocol": request.url.scheme,
+                    "unbundledIntegrations": [],
+                    "addBundledMetadata": False,
+                }
+            },
+            "plan": {
+                "track": {"__default": {"enabled": True, "integrations": {}}},
+                "identify": {"__default": {"enabled": True}},
+                "group": {"__default": {"enabled": True}},
+            },
+            "edgeFunction": {},
+            "analyticsNextEnabled": True,
+            "middlewareSettings": {},
+            "enabledMiddleware": {},
+            "metrics": {"sampleRate": 0},
+            "legacyVideoPluginsEnabled": False,
+            "remotePlugins": [],
+        }
+    )
 
 
 @router.get("/health", tags=["health"])

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from touchpoints.api.responses import JSON as ORJSONResponse
 from starlette.exceptions import HTTPException
 
+from touchpoints.api.responses import JSON as ORJSONResponse
 from touchpoints.errors import (
     Conflict,
     Forbidden,

@@ -32,8 +32,11 @@ EXTRA: dict[str, dict[str, Any]] = {
     "alias": {"previousId": _ID},
 }
 
-REQUIRED: dict[str, list[str]] = {"track": ["event"], "group": ["groupId"],
-                                  "alias": ["previousId", "userId"]}
+REQUIRED: dict[str, list[str]] = {
+    "track": ["event"],
+    "group": ["groupId"],
+    "alias": ["previousId", "userId"],
+}
 
 
 def message_schema(kind: str) -> dict[str, Any]:
@@ -76,5 +79,9 @@ def request_body(schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-SUCCESS = {"200": {"description": "Stored durably",
-                   "content": {"application/json": {"example": {"success": True}}}}}
+SUCCESS = {
+    "200": {
+        "description": "Stored durably",
+        "content": {"application/json": {"example": {"success": True}}},
+    }
+}

@@ -16,15 +16,21 @@ from touchpoints.warehouse.ownership import claim, release, running_server
 log = logging.getLogger("touchpoints.server")
 
 
-def serve(url: str, host: str = "127.0.0.1", port: int = 8000,
-          settings: CollectorSettings | None = None, log_level: str = "warning") -> None:
+def serve(
+    url: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: CollectorSettings | None = None,
+    log_level: str = "warning",
+) -> None:
     """Open the warehouse, claim it, and serve until interrupted."""
     path = duckdb_path(url)
     if path is not None:
         other = running_server(path)
         if other is not None:
-            raise WarehouseError(f"{path} is already served by process {other.pid} at "
-                                 f"{other.url}; stop it first")
+            raise WarehouseError(
+                f"{path} is already served by process {other.pid} at {other.url}; stop it first"
+            )
     warehouse = connect(url)
     info = claim(warehouse.path, f"http://{host}:{port}") if warehouse.path else None
     services = Services.open(warehouse, settings, control_token=info.token if info else None)
@@ -33,8 +39,15 @@ def serve(url: str, host: str = "127.0.0.1", port: int = 8000,
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 50)
-    config = uvicorn.Config(app, host=host, port=port, http="httptools", access_log=False,
-                            log_level=log_level, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http="httptools",
+        access_log=False,
+        log_level=log_level,
+        lifespan="on",
+    )
     try:
         uvicorn.Server(config).run()
     finally:

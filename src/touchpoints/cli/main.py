@@ -34,8 +34,12 @@ state = _State()
 
 WarehouseOpt = Annotated[
     str | None,
-    typer.Option("--warehouse", "-w", help="Warehouse URL (default: $TOUCHPOINTS_WAREHOUSE "
-                 "or duckdb:///touchpoints.duckdb).", show_default=False),
+    typer.Option(
+        "--warehouse",
+        "-w",
+        help="Warehouse URL (default: $TOUCHPOINTS_WAREHOUSE or duckdb:///touchpoints.duckdb).",
+        show_default=False,
+    ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
@@ -107,8 +111,9 @@ def demo(
     customers: Annotated[int, typer.Option(help="How many customers to make.")] = 5000,
     months: Annotated[int, typer.Option(help="How many months of history.")] = 12,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 7,
-    if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing when the "
-                                           "warehouse already holds events.")] = False,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Do nothing when the warehouse already holds events.")
+    ] = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Load a realistic omnichannel demo shop into the warehouse."""
@@ -122,8 +127,9 @@ def demo(
             err.print("The warehouse holds events already; demo data not loaded.")
             return
         with bar("Generating demo data") as progress:
-            summary = load_demo(warehouse, DemoParameters(customers, months, seed),
-                                progress=progress)
+            summary = load_demo(
+                warehouse, DemoParameters(customers, months, seed), progress=progress
+            )
     finally:
         warehouse.close()
     render(summary, fmt)

@@ -7,7 +7,7 @@ import io
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -15,18 +15,26 @@ from rich.console import Console
 from rich.table import Table
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
 
 
-def render(rows: Sequence[dict[str, Any]] | dict[str, Any], fmt: Format,
-           columns: Sequence[str] | None = None, title: str | None = None) -> None:
+def render(
+    rows: Sequence[dict[str, Any]] | dict[str, Any],
+    fmt: Format,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+) -> None:
     """Print `rows` (a list of row objects, or one object) in the chosen format."""
     if fmt is Format.json:
-        sys.stdout.write(orjson.dumps(rows, default=str, option=orjson.OPT_INDENT_2
-                                      | orjson.OPT_NON_STR_KEYS).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(
+                rows, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+            ).decode()
+            + "\n"
+        )
         return
     records = [rows] if isinstance(rows, dict) else list(rows)
     names = list(columns) if columns is not None else _columns(records)

@@ -12,9 +12,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 @contextmanager
 def bar(label: str) -> Iterator[Callable[[int, int], None]]:
     """Yields `update(done, total)`."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
-            "{task.completed:,}/{task.total:,}"), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
         task = progress.add_task(label, total=1)
 
         def update(done: int, total: int) -> None:

@@ -45,8 +45,9 @@ class RemoteTarget:
 
     def __init__(self, info: ServerInfo) -> None:
         self.info = info
-        self.client = httpx.Client(base_url=info.url, timeout=300,
-                                   headers={"Authorization": f"Bearer {info.token}"})
+        self.client = httpx.Client(
+            base_url=info.url, timeout=300, headers={"Authorization": f"Bearer {info.token}"}
+        )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -55,8 +56,9 @@ class RemoteTarget:
             raise WarehouseError(f"the server at {self.info.url} did not answer: {exc}") from exc
         body = response.json()
         if response.status_code >= 400:
-            error = TouchpointsError(body.get("message", "the server refused"),
-                                     field=body.get("field"))
+            error = TouchpointsError(
+                body.get("message", "the server refused"), field=body.get("field")
+            )
             raise error
         return body
 

@@ -31,8 +31,9 @@ def inflate(body: bytes, encoding: str | None, limit: int) -> bytes:
         except zlib.error as exc:
             raise InvalidInput(f"the body is not valid {encoding}: {exc}", field="body") from None
     else:
-        raise InvalidInput(f"Content-Encoding {encoding!r} is not supported (use gzip)",
-                           field="Content-Encoding")
+        raise InvalidInput(
+            f"Content-Encoding {encoding!r} is not supported (use gzip)", field="Content-Encoding"
+        )
     if len(data) > limit:
         raise PayloadTooLarge(f"the body is over the limit of {limit} bytes", field="body")
     return data
@@ -42,8 +43,9 @@ def parse_json(data: bytes, content_type: str | None) -> Any:
     """The JSON document of a body sent as application/json or text/plain."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media not in _JSON_TYPES:
-        raise InvalidInput(f"Content-Type {media!r} is not supported; send application/json",
-                           field="Content-Type")
+        raise InvalidInput(
+            f"Content-Type {media!r} is not supported; send application/json", field="Content-Type"
+        )
     if not data.strip():
         raise InvalidInput("the body is empty; send a JSON object", field="body")
     try:

@@ -59,8 +59,12 @@ class Outcome:
 class Collector:
     """Validates, normalises and stores Segment messages for known sources."""
 
-    def __init__(self, registry: SourceRegistry, writer: EventWriter,
-                 settings: CollectorSettings | None = None) -> None:
+    def __init__(
+        self,
+        registry: SourceRegistry,
+        writer: EventWriter,
+        settings: CollectorSettings | None = None,
+    ) -> None:
         self.settings = settings or CollectorSettings()
         self.registry = registry
         self.writer = writer
@@ -70,16 +74,19 @@ class Collector:
     def authenticate(self, headers: Mapping[str, str], document: Any) -> Source:
         key = key_from_request(headers, document)
         if key is None:
-            raise Unauthorized("a write key is required: send it as writeKey in the body "
-                               "or as the user name of HTTP Basic auth", field="writeKey")
+            raise Unauthorized(
+                "a write key is required: send it as writeKey in the body "
+                "or as the user name of HTTP Basic auth",
+                field="writeKey",
+            )
         source = self.registry.lookup(key)
         if source is None:
-            raise Unauthorized("the write key is not known (revoked, or a typo)",
-                               field="writeKey")
+            raise Unauthorized("the write key is not known (revoked, or a typo)", field="writeKey")
         return source
 
-    async def handle(self, kind: str, body: bytes, headers: Mapping[str, str],
-                     client_ip: str | None) -> Outcome:
+    async def handle(
+        self, kind: str, body: bytes, headers: Mapping[str, str], client_ip: str | None
+    ) -> Outcome:
         """Handle one request to /v1/{kind}; raise a TouchpointsError for the response."""
         received = now_us()
         is_batch = kind in ("batch", "import")
@@ -99,23 +106,33 @@ class Collector:
             if len(messages) > Limits.BATCH_EVENTS:
                 raise PayloadTooLarge(
                     f"the batch has {len(messages)} messages, over the limit of "
-                    f"{Limits.BATCH_EVENTS}", field="batch")
+                    f"{Limits.BATCH_EVENTS}",
+                    field="batch",
+                )
             context = document.get("context")
             integrations = document.get("integrations")
             if context is not None and not isinstance(context, dict):
                 raise InvalidInput("context must be a JSON object", field="context")
             if integrations is not None and not isinstance(integrations, dict):
                 raise InvalidInput("integrations must be a JSON object", field="integrations")
-            envelope = Envelope(source.source_id, source.channel, received, ip,
-                                _sent_at(document.get("sentAt")), context, integrations)
+            envelope = Envelope(
+                source.source_id,
+                source.channel,
+                received,
+                ip,
+                _sent_at(document.get("sentAt")),
+                context,
+                integrations,
+            )
         else:
             messages = [document]
             envelope = Envelope(source.source_id, source.channel, received, ip)
         self.limiter.take(source.source_id, len(messages))
         return await self._store(kind, messages, envelope, is_batch)
 
-    async def _store(self, kind: str, messages: list[Any], envelope: Envelope,
-                     is_batch: bool) -> Outcome:
+    async def _store(
+        self, kind: str, messages: list[Any], envelope: Envelope, is_batch: bool
+    ) -> Outcome:
         rows: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
@@ -133,7 +150,9 @@ class Collector:
             raise InvalidInput(
                 f"none of the {len(messages)} messages is valid; the first: "
                 f"{errors[0]['field']}: {errors[0]['message']}",
-                field=errors[0]["field"], errors=errors[:MAX_LISTED_ERRORS])
+                field=errors[0]["field"],
+                errors=errors[:MAX_LISTED_ERRORS],
+            )
         result = await asyncio.wrap_future(self.writer.submit(rows, rejected))
         return Outcome(result.inserted, result.duplicates, errors)
 

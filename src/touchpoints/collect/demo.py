@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -110,9 +110,15 @@ class _Generator:
         for index in range(120):
             category = CATEGORIES[index % len(CATEGORIES)]
             price = float(np.round(self.rng.lognormal(3.6, 0.5), 2))
-            items.append({"product_id": f"P{index:04d}", "sku": f"SKU-{index:04d}",
-                          "category": category, "name": f"{category} item {index}",
-                          "price": price})
+            items.append(
+                {
+                    "product_id": f"P{index:04d}",
+                    "sku": f"SKU-{index:04d}",
+                    "category": category,
+                    "name": f"{category} item {index}",
+                    "price": price,
+                }
+            )
         return items
 
     def person(self, index: int) -> _Person:
@@ -143,7 +149,7 @@ class _Generator:
         birth = self.start + rng.uniform(0, 0.85) * (self.end - self.start)
         rate = rng.gamma(p.r, 1.0 / p.alpha)
         dropout_p = rng.beta(p.a, p.b)
-        mean_spend = 1.0 / rng.gamma(p.spend_q, 1.0 / p.spend_gamma)
+        1.0 / rng.gamma(p.spend_q, 1.0 / p.spend_gamma)
         purchases, t, alive_until = [birth], birth, self.end
         while True:
             t += rng.exponential(1.0 / rate) * DAY
@@ -166,8 +172,9 @@ class _Generator:
             if channel == "store":
                 yield "store", self.order(person, when, "store")
             else:
-                yield from self.session(person, when - rng.uniform(120, 1800), True, channel,
-                                        buy=True)
+                yield from self.session(
+                    person, when - rng.uniform(120, 1800), True, channel, buy=True
+                )
         if online:
             n_browse = rng.poisson(p.sessions_per_purchase * rate * (alive_until - birth) / DAY)
             for when in rng.uniform(birth, alive_until, n_browse):
@@ -175,68 +182,103 @@ class _Generator:
         yield from self.newsletters(person, birth, alive_until)
 
     def identify(self, person: _Person, when: float, anonymous_id: str) -> dict[str, Any]:
-        traits = {"email": person.email, "first_name": f"Test{person.index}",
-                  "created_at": _iso(when)}
+        traits = {
+            "email": person.email,
+            "first_name": f"Test{person.index}",
+            "created_at": _iso(when),
+        }
         if person.phone:
             traits["phone"] = person.phone
         if person.loyalty_id:
             traits["loyalty_id"] = person.loyalty_id
-        message = {"type": "identify", "anonymousId": anonymous_id, "traits": traits,
-                   "timestamp": _iso(when), "messageId": self._id()}
+        message = {
+            "type": "identify",
+            "anonymousId": anonymous_id,
+            "traits": traits,
+            "timestamp": _iso(when),
+            "messageId": self._id(),
+        }
         if person.user_id:
             message["userId"] = person.user_id
         return message
 
-    def session(self, person: _Person | None, start: float, known: bool,
-                channel: str = "web", buy: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
+    def session(
+        self,
+        person: _Person | None,
+        start: float,
+        known: bool,
+        channel: str = "web",
+        buy: bool = False,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """A visit: page or screen views, a product view, maybe a cart, maybe an order."""
         rng = self.rng
         medium, source, campaign, referrer, _ = TRAFFIC[
-            rng.choice(len(TRAFFIC), p=[row[-1] for row in TRAFFIC])]
+            rng.choice(len(TRAFFIC), p=[row[-1] for row in TRAFFIC])
+        ]
         if campaign:
             day = datetime.fromtimestamp(start, UTC).date()
             self.paid_clicks[(day, campaign)] = self.paid_clicks.get((day, campaign), 0) + 1
         ids: dict[str, Any] = {}
         if person is not None:
-            ids["anonymousId"] = (person.app_anonymous_id if channel == "app"
-                                  else person.web_anonymous_id)
+            ids["anonymousId"] = (
+                person.app_anonymous_id if channel == "app" else person.web_anonymous_id
+            )
             if known and person.user_id:
                 ids["userId"] = person.user_id
         else:
             ids["anonymousId"] = self._id()
-        ua = ("TouchpointsDemoApp/2.1 (iPhone; iOS 18.1)" if channel == "app" else
-              "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like "
-              "Gecko) Chrome/131.0 Safari/537.36")
-        context: dict[str, Any] = {"userAgent": ua, "ip": f"198.51.100.{int(rng.integers(1, 255))}",
-                                   "locale": "en-US"}
+        ua = (
+            "TouchpointsDemoApp/2.1 (iPhone; iOS 18.1)"
+            if channel == "app"
+            else "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like "
+            "Gecko) Chrome/131.0 Safari/537.36"
+        )
+        context: dict[str, Any] = {
+            "userAgent": ua,
+            "ip": f"198.51.100.{int(rng.integers(1, 255))}",
+            "locale": "en-US",
+        }
         if medium != "(none)":
-            context["campaign"] = {k: v for k, v in (("source", source), ("medium", medium),
-                                                     ("name", campaign)) if v}
+            context["campaign"] = {
+                k: v for k, v in (("source", source), ("medium", medium), ("name", campaign)) if v
+            }
         affinity = person.affinity if person else np.full(len(CATEGORIES), 1 / len(CATEGORIES))
         t = start
         n_views = int(rng.integers(1, 6))
-        pages = ["/"] + [f"/c/{CATEGORIES[int(rng.choice(len(CATEGORIES), p=affinity))].lower()}"
-                         for _ in range(n_views - 1)]
+        pages = ["/"] + [
+            f"/c/{CATEGORIES[int(rng.choice(len(CATEGORIES), p=affinity))].lower()}"
+            for _ in range(n_views - 1)
+        ]
         for index, path in enumerate(pages):
-            page = {"path": path, "url": f"https://shop.example.com{path}",
-                    "title": path.strip("/") or "Home"}
+            page = {
+                "path": path,
+                "url": f"https://shop.example.com{path}",
+                "title": path.strip("/") or "Home",
+            }
             if index == 0 and referrer:
                 page["referrer"] = referrer
             kind = "screen" if channel == "app" else "page"
-            yield channel, {"type": kind, "name": page["title"], "properties": page,
-                            "context": {**context, "page": page}, "timestamp": _iso(t),
-                            "messageId": self._id(), **ids}
+            yield (
+                channel,
+                {
+                    "type": kind,
+                    "name": page["title"],
+                    "properties": page,
+                    "context": {**context, "page": page},
+                    "timestamp": _iso(t),
+                    "messageId": self._id(),
+                    **ids,
+                },
+            )
             t += rng.exponential(40) + 3
         product = self.product(affinity)
         yield channel, self.track("Product Viewed", product, t, ids, context)
         if (buy and person is not None) or rng.random() < 0.15:
             t += rng.exponential(30) + 5
-            yield channel, self.track("Product Added", {**product, "quantity": 1}, t, ids,
-                                      context)
+            yield channel, self.track("Product Added", {**product, "quantity": 1}, t, ids, context)
             if buy and person is not None:
                 t += rng.exponential(60) + 10
-                yield channel, self.track("Checkout Started", {"currency": "USD"}, t, ids,
-                                          context)
+                yield channel, self.track("Checkout Started", {"currency": "USD"}, t, ids, context)
                 yield channel, self.order(person, t + 30, channel, ids, context, product)
 
     def product(self, affinity: np.ndarray) -> dict[str, Any]:
@@ -244,48 +286,91 @@ class _Generator:
         items = [p for p in self.products if p["category"] == category]
         return dict(items[int(self.rng.integers(len(items)))])
 
-    def order(self, person: _Person, when: float, channel: str,
-              ids: dict[str, Any] | None = None, context: dict[str, Any] | None = None,
-              first: dict[str, Any] | None = None) -> dict[str, Any]:
+    def order(
+        self,
+        person: _Person,
+        when: float,
+        channel: str,
+        ids: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        first: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         self.stats["orders"] += 1
         items = [first or self.product(person.affinity)]
         while self.rng.random() < 0.35:
             items.append(self.product(person.affinity))
         revenue = round(sum(i["price"] for i in items), 2)
-        props = {"order_id": f"O-{self._id()[:13]}", "revenue": revenue, "total": revenue,
-                 "currency": "USD", "products": [{**i, "quantity": 1} for i in items]}
+        props = {
+            "order_id": f"O-{self._id()[:13]}",
+            "revenue": revenue,
+            "total": revenue,
+            "currency": "USD",
+            "products": [{**i, "quantity": 1} for i in items],
+        }
         if channel == "store":
             ids = {"anonymousId": f"pos-{person.loyalty_id}"}
-            context = {"traits": {"loyalty_id": person.loyalty_id},
-                       "location": {"city": "Springfield"}}
+            context = {
+                "traits": {"loyalty_id": person.loyalty_id},
+                "location": {"city": "Springfield"},
+            }
         return self.track("Order Completed", props, when, ids or {}, context or {})
 
-    def track(self, event: str, properties: dict[str, Any], when: float,
-              ids: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "track", "event": event, "properties": properties, "context": context,
-                "timestamp": _iso(when), "messageId": self._id(), **ids}
+    def track(
+        self,
+        event: str,
+        properties: dict[str, Any],
+        when: float,
+        ids: dict[str, Any],
+        context: dict[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "type": "track",
+            "event": event,
+            "properties": properties,
+            "context": context,
+            "timestamp": _iso(when),
+            "messageId": self._id(),
+            **ids,
+        }
 
-    def newsletters(self, person: _Person, birth: float,
-                    alive_until: float) -> Iterator[tuple[str, dict[str, Any]]]:
+    def newsletters(
+        self, person: _Person, birth: float, alive_until: float
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         p, rng = self.p, self.rng
-        ids = {"userId": person.user_id} if person.user_id else {
-            "anonymousId": f"pos-{person.loyalty_id}"}
+        ids = (
+            {"userId": person.user_id}
+            if person.user_id
+            else {"anonymousId": f"pos-{person.loyalty_id}"}
+        )
         context = {"traits": {"email": person.email}}
         first = self.start + np.ceil((birth - self.start) / (p.newsletter_every_days * DAY)) * (
-            p.newsletter_every_days * DAY)
+            p.newsletter_every_days * DAY
+        )
         for send in np.arange(first, self.end, p.newsletter_every_days * DAY):
             name = "newsletter-" + datetime.fromtimestamp(send, UTC).strftime("%Y-%m-%d")
-            props = {"email_id": f"{name}-{person.index}", "email_subject": "New this week",
-                     "campaign_name": name}
+            props = {
+                "email_id": f"{name}-{person.index}",
+                "email_subject": "New this week",
+                "campaign_name": name,
+            }
             yield "email", self.track("Email Delivered", props, send, ids, context)
             alive = send < alive_until
             if rng.random() < (p.open_rate if alive else p.open_rate / 6):
-                yield "email", self.track("Email Opened", props, send + rng.exponential(7200),
-                                          ids, context)
+                yield (
+                    "email",
+                    self.track("Email Opened", props, send + rng.exponential(7200), ids, context),
+                )
                 if rng.random() < p.click_rate:
-                    yield "email", self.track("Email Link Clicked",
-                                              {**props, "link_url": "https://shop.example.com/"},
-                                              send + rng.exponential(9000), ids, context)
+                    yield (
+                        "email",
+                        self.track(
+                            "Email Link Clicked",
+                            {**props, "link_url": "https://shop.example.com/"},
+                            send + rng.exponential(9000),
+                            ids,
+                            context,
+                        ),
+                    )
             if rng.random() < p.unsubscribe_rate:
                 yield "email", self.track("Unsubscribed", props, send + 3600, ids, context)
                 return
@@ -299,13 +384,20 @@ class _Generator:
         rows = []
         for (day, campaign), clicks in sorted(self.paid_clicks.items()):
             channel, ctr, cpc = CAMPAIGNS[campaign]
-            paid_clicks = int(round(clicks / 0.9))  # some clicks never load the page
-            rows.append({
-                "date": day, "channel": channel, "source": "demo", "campaign": campaign,
-                "impressions": int(round(paid_clicks / ctr)), "clicks": paid_clicks,
-                "cost": round(paid_clicks * cpc, 2), "currency": "USD",
-                "import_key": f"demo:{day}:{campaign}",
-            })
+            paid_clicks = round(clicks / 0.9)  # some clicks never load the page
+            rows.append(
+                {
+                    "date": day,
+                    "channel": channel,
+                    "source": "demo",
+                    "campaign": campaign,
+                    "impressions": round(paid_clicks / ctr),
+                    "clicks": paid_clicks,
+                    "cost": round(paid_clicks * cpc, 2),
+                    "currency": "USD",
+                    "import_key": f"demo:{day}:{campaign}",
+                }
+            )
         from touchpoints.warehouse.schema import SPEND
 
         return pa.Table.from_pylist(rows, schema=SPEND.to_pyarrow())
@@ -315,9 +407,12 @@ def _iso(epoch_seconds: float) -> str:
     return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="milliseconds")
 
 
-def load_demo(warehouse: Warehouse, params: DemoParameters | None = None,
-              progress: Callable[[int, int], None] | None = None,
-              chunk: int = 20_000) -> dict[str, Any]:
+def load_demo(
+    warehouse: Warehouse,
+    params: DemoParameters | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    chunk: int = 20_000,
+) -> dict[str, Any]:
     """Generate the demo shop into `warehouse`; returns counts and the web write key."""
     params = params or DemoParameters()
     generator = _Generator(params)
@@ -337,8 +432,11 @@ def load_demo(warehouse: Warehouse, params: DemoParameters | None = None,
     visitors = int(params.customers * params.anonymous_visitors_per_customer)
     try:
         for index in range(params.customers + visitors):
-            messages = (generator.customer_messages(generator.person(index))
-                        if index < params.customers else generator.anonymous_messages())
+            messages = (
+                generator.customer_messages(generator.person(index))
+                if index < params.customers
+                else generator.anonymous_messages()
+            )
             for channel, message in messages:
                 pending.append(normalize(message, sources[channel]))
             if len(pending) >= chunk:
@@ -353,9 +451,18 @@ def load_demo(warehouse: Warehouse, params: DemoParameters | None = None,
         writer.close()
     warehouse.insert("spend", generator.spend_rows())
     meta = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(params).items()}
-    warehouse.insert("meta", pa.table({
-        "key": ["demo_parameters", "demo_counts"],
-        "value": [orjson.dumps(meta).decode(), orjson.dumps(generator.stats).decode()],
-    }))
-    return {**generator.stats, "events": total, "events_added": inserted,
-            "web_write_key": web_key or "(made earlier; see `touchpoints sources list`)"}
+    warehouse.insert(
+        "meta",
+        pa.table(
+            {
+                "key": ["demo_parameters", "demo_counts"],
+                "value": [orjson.dumps(meta).decode(), orjson.dumps(generator.stats).decode()],
+            }
+        ),
+    )
+    return {
+        **generator.stats,
+        "events": total,
+        "events_added": inserted,
+        "web_write_key": web_key or "(made earlier; see `touchpoints sources list`)",
+    }

@@ -51,8 +51,9 @@ def now_us() -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def normalize(message: Any, envelope: Envelope, *, kind: str | None = None,
-              where: str = "") -> dict[str, Any]:
+def normalize(
+    message: Any, envelope: Envelope, *, kind: str | None = None, where: str = ""
+) -> dict[str, Any]:
     """Check `message` against the spec and return its `events` row.
 
     `kind` is the type the endpoint implies (``/v1/track``); in a batch each message
@@ -64,13 +65,16 @@ def normalize(message: Any, envelope: Envelope, *, kind: str | None = None,
     message_type = kind or message.get("type")
     if message_type not in REQUIRED_FIELDS:
         raise InvalidInput(
-            "type must be one of " + ", ".join(REQUIRED_FIELDS)
+            "type must be one of "
+            + ", ".join(REQUIRED_FIELDS)
             + (f", not {message_type!r}" if message_type is not None else " and is missing"),
             field=prefix + "type",
         )
     if kind is not None and message.get("type") not in (None, kind):
-        raise InvalidInput(f"type {message.get('type')!r} does not match the endpoint "
-                           f"/v1/{kind}", field=prefix + "type")
+        raise InvalidInput(
+            f"type {message.get('type')!r} does not match the endpoint /v1/{kind}",
+            field=prefix + "type",
+        )
     size = len(orjson.dumps(message))
     if size > Limits.EVENT_BYTES:
         raise PayloadTooLarge(
@@ -83,13 +87,15 @@ def normalize(message: Any, envelope: Envelope, *, kind: str | None = None,
             raise InvalidInput(f"{name} must be a JSON object", field=prefix + name)
     ids = {name: _identifier(message.get(name), prefix + name) for name in ID_FIELDS}
     if ids["userId"] is None and ids["anonymousId"] is None:
-        raise InvalidInput("userId or anonymousId is required" + _suggest(message),
-                           field=prefix + "userId")
+        raise InvalidInput(
+            "userId or anonymousId is required" + _suggest(message), field=prefix + "userId"
+        )
     for name in REQUIRED_FIELDS[message_type]:
         value = ids[name] if name in ids else message.get(name)
         if value is None or value == "":
-            raise InvalidInput(f"{name} is required for {message_type}" + _suggest(message),
-                               field=prefix + name)
+            raise InvalidInput(
+                f"{name} is required for {message_type}" + _suggest(message), field=prefix + name
+            )
     event = message.get("event")
     if event is not None and not isinstance(event, str):
         raise InvalidInput("event must be a string", field=prefix + "event")
@@ -110,8 +116,7 @@ def normalize(message: Any, envelope: Envelope, *, kind: str | None = None,
     sent_at = times["sentAt"]
     if sent_at is None and envelope.sent_at is not None:
         sent_at = _timestamp_us(envelope.sent_at, "sentAt")
-    original = times["timestamp"] if times["timestamp"] is not None else times[
-        "originalTimestamp"]
+    original = times["timestamp"] if times["timestamp"] is not None else times["originalTimestamp"]
     received = envelope.received_at_us
     if original is None:
         timestamp = received
@@ -189,8 +194,7 @@ def _timestamp_us(value: Any, field: str) -> int | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidInput(f"{value[:40]!r} is not an ISO-8601 date-time",
-                           field=field) from None
+        raise InvalidInput(f"{value[:40]!r} is not an ISO-8601 date-time", field=field) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     if not 1970 <= parsed.year <= 9000:

@@ -51,10 +51,13 @@ def add_source(warehouse: Warehouse, name: str, channel: str = "web") -> NewSour
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidInput(
             "a source name is 1–63 letters, digits, spaces, '.', '_' or '-', "
-            "starting with a letter or digit", field="name")
+            "starting with a letter or digit",
+            field="name",
+        )
     if channel not in CHANNELS:
-        raise InvalidInput(f"channel must be one of {', '.join(CHANNELS)}, not {channel!r}",
-                           field="channel")
+        raise InvalidInput(
+            f"channel must be one of {', '.join(CHANNELS)}, not {channel!r}", field="channel"
+        )
     if any(s.name == name for s in list_sources(warehouse)):
         raise Conflict(f"a source named {name!r} exists already", field="name")
     key = new_key(WRITE_KEY_PREFIX)
@@ -65,15 +68,20 @@ def add_source(warehouse: Warehouse, name: str, channel: str = "web") -> NewSour
         write_key_prefix=key[:8],
         created_at=datetime.now(UTC),
     )
-    warehouse.insert("sources", pa.table({
-        "source_id": [source.source_id],
-        "name": [name],
-        "channel": [channel],
-        "write_key_hash": [hash_key(key)],
-        "write_key_prefix": [source.write_key_prefix],
-        "created_at": pa.array([source.created_at], pa.timestamp("us", tz="UTC")),
-        "settings": pa.array([None], pa.string()),
-    }))
+    warehouse.insert(
+        "sources",
+        pa.table(
+            {
+                "source_id": [source.source_id],
+                "name": [name],
+                "channel": [channel],
+                "write_key_hash": [hash_key(key)],
+                "write_key_prefix": [source.write_key_prefix],
+                "created_at": pa.array([source.created_at], pa.timestamp("us", tz="UTC")),
+                "settings": pa.array([None], pa.string()),
+            }
+        ),
+    )
     return NewSource(source, key)
 
 
@@ -87,8 +95,9 @@ def find_source(warehouse: Warehouse, name: str) -> Source | None:
 
 
 def _source(row: dict) -> Source:
-    return Source(row["source_id"], row["name"], row["channel"], row["write_key_prefix"],
-                  row["created_at"])
+    return Source(
+        row["source_id"], row["name"], row["channel"], row["write_key_prefix"], row["created_at"]
+    )
 
 
 class SourceRegistry:

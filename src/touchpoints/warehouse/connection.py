@@ -67,7 +67,7 @@ class Warehouse:
             cursor = self.backend.con.cursor()
             try:
                 statement = _duckdb_read_only(cursor, sql)
-                return cursor.execute(statement).fetch_arrow_table()
+                return cursor.execute(statement).to_arrow_table()
             except InvalidInput:
                 raise
             except Exception as exc:  # duckdb raises its own error types for bad SQL
@@ -76,7 +76,10 @@ class Warehouse:
                 cursor.close()
         statement = _parse_read_only(sql, self.engine)
         try:
-            return self.backend.sql(statement).to_pyarrow()
+            with self._lock:
+                if self.engine == "pyspark" and self.database is not None:
+                    self.backend._session.catalog.setCurrentDatabase(self.database)
+                return self.backend.sql(statement).to_pyarrow()
         except Exception as exc:
             raise InvalidInput(f"the query failed: {_first_line(exc)}", field="sql") from exc
 
@@ -120,9 +123,7 @@ class Warehouse:
         return {"database": self.database} if self.database is not None else {}
 
     def _create_duckdb_table(self, name: str, schema: ibis.Schema) -> None:
-        columns = ", ".join(
-            col.sql("duckdb") for col in schema.to_sqlglot_column_defs("duckdb")
-        )
+        columns = ", ".join(col.sql("duckdb") for col in schema.to_sqlglot_column_defs("duckdb"))
         key = PRIMARY_KEYS[name]
         if name in HASHED_KEY_TABLES:
             # A 128-bit hash of the key columns indexes far faster than the strings do.
@@ -154,8 +155,10 @@ def duckdb_insert_sql(name: str, columns: list[str], source: str, returning: str
         parts = " || chr(31) || ".join(_quote(c) for c in PRIMARY_KEYS[name])
         target, select = f"{HASH_KEY}, {names}", f"md5_number({parts}), {names}"
     suffix = f" RETURNING {returning}" if returning else ""
-    return (f"INSERT INTO {_quote(name)} ({target}) SELECT {select} FROM {source} "
-            f"ON CONFLICT DO NOTHING{suffix}")
+    return (
+        f"INSERT INTO {_quote(name)} ({target}) SELECT {select} FROM {source} "
+        f"ON CONFLICT DO NOTHING{suffix}"
+    )
 
 
 def insert_arrow_duckdb(con: Any, name: str, rows: pa.Table) -> int:
@@ -199,8 +202,9 @@ def from_spark_session(session: Any, database: str | None = None) -> Warehouse:
     backend = _ibis_backend("pyspark").connect(session)
     if database is not None:
         session.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-    warehouse = Warehouse(url="pyspark://session", backend=backend, engine="pyspark",
-                          database=database)
+    warehouse = Warehouse(
+        url="pyspark://session", backend=backend, engine="pyspark", database=database
+    )
     warehouse.ensure_schema()
     return warehouse
 
@@ -282,8 +286,8 @@ def _duckdb_read_only(cursor: Any, sql: str) -> str:
     kind = statements[0].type
     if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
         raise InvalidInput(
-            f"only read-only queries (SELECT, WITH …) are allowed, not {kind.name}",
-            field="sql")
+            f"only read-only queries (SELECT, WITH …) are allowed, not {kind.name}", field="sql"
+        )
     return statements[0].query
 
 

@@ -38,11 +38,13 @@ class WriteResult:
 class EventWriter(Protocol):
     """Durable, idempotent appends of event rows and rejected messages."""
 
-    def submit(self, events: Sequence[dict[str, Any]],
-               rejected: Sequence[dict[str, Any]] = ()) -> Future[WriteResult]: ...
+    def submit(
+        self, events: Sequence[dict[str, Any]], rejected: Sequence[dict[str, Any]] = ()
+    ) -> Future[WriteResult]: ...
 
-    def write(self, events: Sequence[dict[str, Any]],
-              rejected: Sequence[dict[str, Any]] = ()) -> WriteResult: ...
+    def write(
+        self, events: Sequence[dict[str, Any]], rejected: Sequence[dict[str, Any]] = ()
+    ) -> WriteResult: ...
 
     def close(self) -> None: ...
 
@@ -60,8 +62,9 @@ def open_writer(warehouse: Warehouse, *, max_group_events: int = 50_000) -> Even
 
 
 class _Base:
-    def write(self, events: Sequence[dict[str, Any]],
-              rejected: Sequence[dict[str, Any]] = ()) -> WriteResult:
+    def write(
+        self, events: Sequence[dict[str, Any]], rejected: Sequence[dict[str, Any]] = ()
+    ) -> WriteResult:
         return self.submit(events, rejected).result()  # type: ignore[attr-defined]
 
 
@@ -80,12 +83,12 @@ class DuckDBEventWriter(_Base):
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._max_group = max_group_events
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="touchpoints-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="touchpoints-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, events: Sequence[dict[str, Any]],
-               rejected: Sequence[dict[str, Any]] = ()) -> Future[WriteResult]:
+    def submit(
+        self, events: Sequence[dict[str, Any]], rejected: Sequence[dict[str, Any]] = ()
+    ) -> Future[WriteResult]:
         future: Future[WriteResult] = Future()
         if self._closed:
             future.set_exception(WarehouseError("the event writer is closed"))
@@ -124,8 +127,7 @@ class DuckDBEventWriter(_Base):
             results = self._commit(group)
         except Exception as exc:
             if len(group) == 1:
-                group[0].future.set_exception(
-                    WarehouseError(f"could not store the events: {exc}"))
+                group[0].future.set_exception(WarehouseError(f"could not store the events: {exc}"))
                 return
             for item in group:  # isolate the request that broke the group
                 self._commit_group([item])
@@ -149,16 +151,22 @@ class DuckDBEventWriter(_Base):
         try:
             if rows:
                 con.register("_tp_events", rows_to_arrow(rows, EVENTS_ARROW))
-                stored = con.execute(duckdb_insert_sql(
-                    "events", EVENTS_ARROW.names, "_tp_events",
-                    returning="source_id, message_id")).fetchall()
+                stored = con.execute(
+                    duckdb_insert_sql(
+                        "events",
+                        EVENTS_ARROW.names,
+                        "_tp_events",
+                        returning="source_id, message_id",
+                    )
+                ).fetchall()
                 con.unregister("_tp_events")
                 for key in stored:
                     inserted[owner[key]] += 1
             if rejected:
                 con.register("_tp_rejected", rows_to_arrow(rejected, REJECTED_ARROW))
-                con.execute(duckdb_insert_sql("rejected_events", REJECTED_ARROW.names,
-                                              "_tp_rejected"))
+                con.execute(
+                    duckdb_insert_sql("rejected_events", REJECTED_ARROW.names, "_tp_rejected")
+                )
                 con.unregister("_tp_rejected")
             con.execute("COMMIT")
         except BaseException:
@@ -177,8 +185,9 @@ class IbisEventWriter(_Base):
         self._warehouse = warehouse
         self._lock = threading.Lock()
 
-    def submit(self, events: Sequence[dict[str, Any]],
-               rejected: Sequence[dict[str, Any]] = ()) -> Future[WriteResult]:
+    def submit(
+        self, events: Sequence[dict[str, Any]], rejected: Sequence[dict[str, Any]] = ()
+    ) -> Future[WriteResult]:
         future: Future[WriteResult] = Future()
         try:
             future.set_result(self._write(events, rejected))
@@ -189,8 +198,9 @@ class IbisEventWriter(_Base):
     def close(self) -> None:
         return None
 
-    def _write(self, events: Sequence[dict[str, Any]],
-               rejected: Sequence[dict[str, Any]]) -> WriteResult:
+    def _write(
+        self, events: Sequence[dict[str, Any]], rejected: Sequence[dict[str, Any]]
+    ) -> WriteResult:
         with self._lock:
             unique: dict[tuple[str, str], dict[str, Any]] = {}
             for row in events:

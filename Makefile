@@ -1,0 +1,48 @@
+# Touchpoints — `make run` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+WAREHOUSE ?= duckdb:///touchpoints.duckdb
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run test lint format bench system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Java for the Spark tests: on the machine image already, installed here if not.
+system-deps:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "installing Java for Spark (Debian default-jre-headless)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless; }
+
+run: $(STAMP)
+	$(BIN)/touchpoints --warehouse $(WAREHOUSE) demo --if-empty
+	$(BIN)/touchpoints --warehouse $(WAREHOUSE) serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP) system-deps
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/python ../shared/tools/check_layers.py src/touchpoints 2>/dev/null || \
+	  { [ ! -f ../shared/tools/check_layers.py ] || exit 1; }
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,77 @@
+"""Shared fixtures: warehouses on both engines, one Spark session, live servers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from touchpoints.warehouse import Warehouse, connect, from_spark_session
+
+# Spark prints much at start; keep the tests' output readable.
+os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--conf spark.ui.enabled=false pyspark-shell")
+
+
+@pytest.fixture(scope="session")
+def spark_session(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One local Spark session for the whole run (it takes seconds to start)."""
+    from pyspark.sql import SparkSession
+
+    root = tmp_path_factory.mktemp("spark")
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("touchpoints-tests")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.warehouse.dir", str(root / "warehouse"))
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={root}")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def duckdb_url(path: Path) -> str:
+    """A duckdb:// URL for an absolute path (four slashes, as SQLAlchemy spells it)."""
+    return f"duckdb:///{path}"
+
+
+@pytest.fixture(params=["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
+def engine(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def warehouse(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Warehouse]:
+    """A fresh, empty warehouse on each engine."""
+    if engine == "duckdb":
+        wh = connect(duckdb_url(tmp_path / "touchpoints.duckdb"))
+    else:
+        session = request.getfixturevalue("spark_session")
+        wh = from_spark_session(session, database=f"tp_{uuid.uuid4().hex[:10]}")
+    yield wh
+    wh.close()
+
+
+@pytest.fixture
+def duck(tmp_path: Path) -> Iterator[Warehouse]:
+    """A fresh DuckDB warehouse, for tests of the embedded write path."""
+    wh = connect(duckdb_url(tmp_path / "touchpoints.duckdb"))
+    yield wh
+    wh.close()
+
+
+@pytest.fixture
+def server(duck: Warehouse):  # type: ignore[no-untyped-def]
+    """A live server on a fresh DuckDB warehouse, with one web source."""
+    from tests.live import start
+
+    live = start(duck)
+    yield live
+    live.stop()
