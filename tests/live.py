@@ -32,6 +32,8 @@ class LiveServer:
 
     @property
     def warehouse(self) -> Warehouse:
+        """The server's warehouse, once everything acknowledged so far is loaded."""
+        self.services.writer.flush()
         return self.services.warehouse
 
     def stop(self) -> None:

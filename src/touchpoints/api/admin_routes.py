@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 from fastapi import APIRouter, Request
@@ -37,7 +38,9 @@ class SourceRequest(BaseModel):
 async def run_sql(payload: SqlRequest, request: Request) -> Response:
     """Run one read-only query; rows come back as a list of objects."""
     _authorize(request)
-    table = request.app.state.services.warehouse.query(payload.sql)
+    services = request.app.state.services
+    await asyncio.to_thread(services.writer.flush)  # read what was acknowledged
+    table = await asyncio.to_thread(services.warehouse.query, payload.sql)
     return JSON({"columns": table.column_names, "rows": table.to_pylist()})
 
 

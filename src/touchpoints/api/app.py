@@ -10,7 +10,8 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import touchpoints
-from touchpoints.api import admin_routes, collector_routes, errors
+from touchpoints.api import admin_routes, collect_asgi, collector_routes, errors
+from touchpoints.api.collect_asgi import CollectorASGI
 from touchpoints.collect.collector import Collector, CollectorSettings
 from touchpoints.collect.sources import SourceRegistry
 from touchpoints.warehouse import Warehouse
@@ -42,8 +43,9 @@ class Services:
         self.writer.close()
 
 
-def create_app(services: Services) -> FastAPI:
-    """The app over already-open services; the caller closes them."""
+def create_app(services: Services) -> CollectorASGI:
+    """The ASGI app over already-open services; the caller closes them. The FastAPI app
+    is its `.app` attribute."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
@@ -67,4 +69,5 @@ def create_app(services: Services) -> FastAPI:
     errors.install(app)
     app.include_router(collector_routes.router)
     app.include_router(admin_routes.router)
-    return app
+    collect_asgi.document(app)
+    return CollectorASGI(app, services.collector)

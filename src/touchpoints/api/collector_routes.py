@@ -1,14 +1,13 @@
-"""The Segment HTTP Tracking API: thin routes over `touchpoints.collect.Collector`."""
+"""The collector's GET routes: settings for analytics.js and health. (The POST
+endpoints are served by `touchpoints.api.collect_asgi`.)"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from touchpoints.api import schemas
 from touchpoints.api.responses import JSON
 from touchpoints.collect.collector import Collector
-from touchpoints.collect.spec import SHORT_PATHS
 from touchpoints.errors import NotFound
 
 router = APIRouter()
@@ -16,33 +15,6 @@ router = APIRouter()
 
 def _collector(request: Request) -> Collector:
     return request.app.state.services.collector
-
-
-def _route(kind: str, path: str, *, documented: bool) -> None:
-    async def endpoint(request: Request) -> Response:
-        body = await request.body()
-        client = request.client.host if request.client else None
-        outcome = await _collector(request).handle(kind, body, request.headers, client)
-        return JSON(outcome.body())
-
-    endpoint.__name__ = f"{kind}_{path.strip('/').replace('/', '_')}"
-    schema = schemas.batch_schema() if kind in ("batch", "import") else schemas.message_schema(kind)
-    router.add_api_route(
-        path,
-        endpoint,
-        methods=["POST"],
-        summary=f"Segment {kind}" if documented else f"Segment {kind} (analytics.js path)",
-        tags=["collect"],
-        include_in_schema=documented,
-        openapi_extra=schemas.request_body(schema),
-        responses=schemas.SUCCESS,
-    )
-
-
-for _kind in ("track", "page", "screen", "identify", "group", "alias", "batch", "import"):
-    _route(_kind, f"/v1/{_kind}", documented=True)
-for _short, _kind in SHORT_PATHS.items():
-    _route(_kind, f"/v1/{_short}", documented=False)
 
 
 @router.get("/v1/projects/{write_key}/settings", tags=["collect"])

@@ -6,6 +6,8 @@ error body makes them retry and send duplicates), and `field` where one is to bl
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -44,14 +46,19 @@ def status_of(error: TouchpointsError) -> int:
     return 400
 
 
-def error_response(error: TouchpointsError) -> ORJSONResponse:
+def error_parts(error: TouchpointsError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, JSON body and headers of the response to `error`."""
     headers = {}
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = 'Basic realm="touchpoints"'
-    body = {"success": False, **error.to_dict()}
-    return ORJSONResponse(body, status_code=status_of(error), headers=headers)
+    return status_of(error), {"success": False, **error.to_dict()}, headers
+
+
+def error_response(error: TouchpointsError) -> ORJSONResponse:
+    status, body, headers = error_parts(error)
+    return ORJSONResponse(body, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:

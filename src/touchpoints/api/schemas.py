@@ -85,3 +85,23 @@ SUCCESS = {
         "content": {"application/json": {"example": {"success": True}}},
     }
 }
+
+
+_ERROR = {
+    "content": {
+        "application/json": {
+            "example": {
+                "success": False,
+                "code": "invalid_request",
+                "message": "userId or anonymousId is required",
+                "field": "batch[3].userId",
+            }
+        }
+    }
+}
+ERRORS = {
+    "400": {"description": "Malformed JSON or a missing or invalid field", **_ERROR},
+    "401": {"description": "Missing or unknown write key", **_ERROR},
+    "413": {"description": "Over 32 KB an event, 500 KB or 2,500 events a batch", **_ERROR},
+    "429": {"description": "Too fast for this key; see Retry-After", **_ERROR},
+}

@@ -17,7 +17,7 @@ import orjson
 
 from touchpoints.collect.body import inflate, parse_json
 from touchpoints.collect.keys import key_from_request
-from touchpoints.collect.normalize import Envelope, normalize, now_us
+from touchpoints.collect.normalize import Envelope, normalize, now_us, timestamp_us
 from touchpoints.collect.ratelimit import RateLimiter
 from touchpoints.collect.sources import Source, SourceRegistry
 from touchpoints.collect.spec import REQUIRED_FIELDS, Limits
@@ -42,7 +42,6 @@ class Outcome:
     """What happened to a request's messages; `body()` is the response."""
 
     accepted: int = 0
-    duplicates: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def body(self) -> dict[str, Any]:
@@ -120,7 +119,7 @@ class Collector:
                 source.channel,
                 received,
                 ip,
-                _sent_at(document.get("sentAt")),
+                timestamp_us(document.get("sentAt"), "sentAt"),
                 context,
                 integrations,
             )
@@ -128,10 +127,11 @@ class Collector:
             messages = [document]
             envelope = Envelope(source.source_id, source.channel, received, ip)
         self.limiter.take(source.source_id, len(messages))
-        return await self._store(kind, messages, envelope, is_batch)
+        small = len(data) <= Limits.EVENT_BYTES  # then no message in it can be too large
+        return await self._store(kind, messages, envelope, is_batch, small)
 
     async def _store(
-        self, kind: str, messages: list[Any], envelope: Envelope, is_batch: bool
+        self, kind: str, messages: list[Any], envelope: Envelope, is_batch: bool, small: bool
     ) -> Outcome:
         rows: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
@@ -140,7 +140,9 @@ class Collector:
         for index, message in enumerate(messages):
             where = f"batch[{index}]" if is_batch else ""
             try:
-                rows.append(normalize(message, envelope, kind=implied, where=where))
+                rows.append(
+                    normalize(message, envelope, kind=implied, where=where, check_size=not small)
+                )
             except InvalidInput as exc:
                 if not is_batch:
                     raise
@@ -154,7 +156,7 @@ class Collector:
                 errors=errors[:MAX_LISTED_ERRORS],
             )
         result = await asyncio.wrap_future(self.writer.submit(rows, rejected))
-        return Outcome(result.inserted, result.duplicates, errors)
+        return Outcome(result.accepted, errors)
 
     def _client_ip(self, headers: Mapping[str, str], peer: str | None) -> str | None:
         if self.settings.trust_forwarded_for:
@@ -162,10 +164,6 @@ class Collector:
             if forwarded:
                 return forwarded.split(",", 1)[0].strip() or peer
         return peer
-
-
-def _sent_at(value: Any) -> Any:
-    return value if isinstance(value, str) else None
 
 
 def _rejected_row(message: Any, envelope: Envelope, error: InvalidInput) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from touchpoints.collect.spec import (
     KNOWN_FIELDS,
     OBJECT_FIELDS,
     REQUIRED_FIELDS,
-    TIME_FIELDS,
     Limits,
 )
 from touchpoints.errors import InvalidInput, PayloadTooLarge
@@ -40,7 +39,7 @@ class Envelope:
     channel: str
     received_at_us: int
     ip: str | None = None
-    sent_at: Any = None
+    sent_at_us: int | None = None
     context: Mapping[str, Any] | None = None
     integrations: Mapping[str, Any] | None = None
 
@@ -52,12 +51,20 @@ def now_us() -> int:
 
 
 def normalize(
-    message: Any, envelope: Envelope, *, kind: str | None = None, where: str = ""
+    message: Any,
+    envelope: Envelope,
+    *,
+    kind: str | None = None,
+    where: str = "",
+    check_size: bool = True,
 ) -> dict[str, Any]:
     """Check `message` against the spec and return its `events` row.
 
     `kind` is the type the endpoint implies (``/v1/track``); in a batch each message
-    names its own. Raises InvalidInput naming the field (prefixed by `where`).
+    names its own. Raises InvalidInput naming the field (prefixed by `where`). The JSON
+    columns (properties, traits, context, integrations) are returned as objects; the
+    writer stores them as JSON text. `check_size=False` skips the 32 KB check when the
+    caller knows the whole body is smaller.
     """
     if not isinstance(message, dict):
         raise InvalidInput("a message must be a JSON object", field=where or "body")
@@ -75,7 +82,7 @@ def normalize(
             f"type {message.get('type')!r} does not match the endpoint /v1/{kind}",
             field=prefix + "type",
         )
-    size = len(orjson.dumps(message))
+    size = len(orjson.dumps(message)) if check_size else 0
     if size > Limits.EVENT_BYTES:
         raise PayloadTooLarge(
             f"the message is {size} bytes, over the limit of {Limits.EVENT_BYTES}",
@@ -112,11 +119,12 @@ def normalize(
             f"messageId must be under {Limits.MESSAGE_ID_CHARS} characters",
             field=prefix + "messageId",
         )
-    times = {name: _timestamp_us(message.get(name), prefix + name) for name in TIME_FIELDS}
-    sent_at = times["sentAt"]
-    if sent_at is None and envelope.sent_at is not None:
-        sent_at = _timestamp_us(envelope.sent_at, "sentAt")
-    original = times["timestamp"] if times["timestamp"] is not None else times["originalTimestamp"]
+    sent_at = _timestamp_us(message.get("sentAt"), prefix + "sentAt")
+    if sent_at is None:
+        sent_at = envelope.sent_at_us
+    original = _timestamp_us(message.get("timestamp"), prefix + "timestamp")
+    if original is None:
+        original = _timestamp_us(message.get("originalTimestamp"), prefix + "originalTimestamp")
     received = envelope.received_at_us
     if original is None:
         timestamp = received
@@ -166,10 +174,10 @@ def normalize(
         "revenue": _number(properties, prefix + "properties"),
         "currency": _text(properties.get("currency")),
         "order_id": _text(properties.get("order_id", properties.get("orderId"))),
-        "properties": orjson.dumps(properties).decode() if properties else None,
-        "traits": orjson.dumps(traits).decode() if traits else None,
-        "context": orjson.dumps(context).decode() if context else None,
-        "integrations": orjson.dumps(integrations).decode() if integrations else None,
+        "properties": properties or None,
+        "traits": traits or None,
+        "context": context or None,
+        "integrations": integrations or None,
     }
     for column, key in _UTM_KEYS:
         row["utm_" + column] = _text(campaign.get(key)) if campaign else utm.get(column)
@@ -184,6 +192,11 @@ def _identifier(value: Any, field: str) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise InvalidInput("must be a string (or a whole number)", field=field)
+
+
+def timestamp_us(value: Any, field: str) -> int | None:
+    """An ISO-8601 date-time as µs since the epoch (UTC when no offset is given)."""
+    return _timestamp_us(value, field)
 
 
 def _timestamp_us(value: Any, field: str) -> int | None:

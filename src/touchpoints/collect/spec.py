@@ -31,9 +31,6 @@ SHORT_PATHS: Final[dict[str, str]] = {
 #: Fields that, when present, must be JSON objects.
 OBJECT_FIELDS: Final[tuple[str, ...]] = ("properties", "traits", "context", "integrations")
 
-#: Fields that, when present, must be ISO-8601 date-times.
-TIME_FIELDS: Final[tuple[str, ...]] = ("timestamp", "originalTimestamp", "sentAt")
-
 #: Identity fields: strings, or numbers which are kept as their decimal text.
 ID_FIELDS: Final[tuple[str, ...]] = ("userId", "anonymousId", "groupId", "previousId")
 

@@ -111,7 +111,7 @@ class Warehouse:
             if self.engine == "duckdb":
                 insert_arrow_duckdb(self.backend.con, name, rows)
             else:
-                self.backend.insert(name, rows.to_pandas(), **self._db_kw())
+                self.backend.insert(name, rows, **self._db_kw())
 
     def close(self) -> None:
         disconnect = getattr(self.backend, "disconnect", None)
@@ -194,6 +194,11 @@ def connect(url: str | None = None, *, create: bool = True) -> Warehouse:
         warehouse = Warehouse(url=url, backend=backend, engine=backend.name)
     if create:
         warehouse.ensure_schema()
+        if warehouse.path is not None:  # events acknowledged before a crash come first
+            from touchpoints.warehouse.spool import recover
+            from touchpoints.warehouse.writer import spool_dir
+
+            recover(warehouse, spool_dir(warehouse))
     return warehouse
 
 

@@ -105,6 +105,11 @@ TABLES: dict[str, ibis.Schema] = {
     "meta": META,
 }
 
+#: Columns holding JSON text; writers take them as objects and store their text.
+JSON_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": ("properties", "traits", "context", "integrations"),
+}
+
 #: Columns that make a row unique; engines that can enforce them do.
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "events": ("source_id", "message_id"),
