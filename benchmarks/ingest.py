@@ -44,17 +44,29 @@ def _batches(key: str, n_batches: int, size: int) -> list[bytes]:
     for b in range(n_batches):
         batch = []
         for i in range(size):
-            batch.append({
-                "type": "track", "event": "Product Viewed", "messageId": uuid.uuid4().hex,
-                "anonymousId": f"anon-{b}-{i % 7}", "userId": f"user-{(b * size + i) % 5000}",
-                "timestamp": "2026-11-01T11:59:59.500Z",
-                "properties": {"product_id": f"P{i:04d}", "sku": f"SKU-{i:04d}",
-                               "category": "Shoes", "price": 59.9, "currency": "USD"},
-                "context": {"library": {"name": "bench", "version": "1.0"},
-                            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0",
-                            "page": {"path": "/p/shoes", "url": "https://shop.example.com/p"},
-                            "campaign": {"source": "google", "medium": "cpc", "name": "b"}},
-            })
+            batch.append(
+                {
+                    "type": "track",
+                    "event": "Product Viewed",
+                    "messageId": uuid.uuid4().hex,
+                    "anonymousId": f"anon-{b}-{i % 7}",
+                    "userId": f"user-{(b * size + i) % 5000}",
+                    "timestamp": "2026-11-01T11:59:59.500Z",
+                    "properties": {
+                        "product_id": f"P{i:04d}",
+                        "sku": f"SKU-{i:04d}",
+                        "category": "Shoes",
+                        "price": 59.9,
+                        "currency": "USD",
+                    },
+                    "context": {
+                        "library": {"name": "bench", "version": "1.0"},
+                        "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0",
+                        "page": {"path": "/p/shoes", "url": "https://shop.example.com/p"},
+                        "campaign": {"source": "google", "medium": "cpc", "name": "b"},
+                    },
+                }
+            )
         bodies.append(orjson.dumps({"batch": batch, "sentAt": sent_at, "writeKey": key}))
     return bodies
 
@@ -64,8 +76,10 @@ async def _connection(port: int, bodies: list[bytes], latencies: list[float]) ->
     acknowledged = 0
     try:
         for body in bodies:
-            head = (f"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+            head = (
+                f"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
             start = time.perf_counter()
             writer.write(head.encode() + body)
             status_line = await reader.readuntil(b"\r\n")
@@ -83,15 +97,15 @@ async def _connection(port: int, bodies: list[bytes], latencies: list[float]) ->
     return acknowledged
 
 
-async def _drive(port: int, bodies: list[bytes], connections: int,
-                 latencies: list[float]) -> int:
+async def _drive(port: int, bodies: list[bytes], connections: int, latencies: list[float]) -> int:
     shares = [bodies[i::connections] for i in range(connections)]
     counts = await asyncio.gather(*(_connection(port, s, latencies) for s in shares))
     return sum(counts)
 
 
-def run_ingest(events: int = 500_000, batch_size: int = 100, connections: int = 8,
-               port: int = 8799) -> IngestResult:
+def run_ingest(
+    events: int = 500_000, batch_size: int = 100, connections: int = 8, port: int = 8799
+) -> IngestResult:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"duckdb:///{Path(tmp) / 'bench.duckdb'}"
         warehouse = connect(url)
@@ -99,9 +113,22 @@ def run_ingest(events: int = 500_000, batch_size: int = 100, connections: int = 
         warehouse.close()
         bodies = _batches(key, events // batch_size, batch_size)
         server = subprocess.Popen(
-            [sys.executable, "-m", "touchpoints.cli.main", "-w", url, "serve", "--port",
-             str(port), "--rate-limit", "10000000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+            [
+                sys.executable,
+                "-m",
+                "touchpoints.cli.main",
+                "-w",
+                url,
+                "serve",
+                "--port",
+                str(port),
+                "--rate-limit",
+                "10000000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=os.environ.copy(),
+        )
         try:
             _wait(port)
             warmup: list[float] = []
@@ -118,11 +145,15 @@ def run_ingest(events: int = 500_000, batch_size: int = 100, connections: int = 
         warehouse.close()
     latencies.sort()
     return IngestResult(
-        events=acknowledged, seconds=round(seconds, 3),
+        events=acknowledged,
+        seconds=round(seconds, 3),
         events_per_second=round(acknowledged / seconds),
         p50_ms=round(1000 * latencies[len(latencies) // 2], 2),
         p99_ms=round(1000 * latencies[int(len(latencies) * 0.99)], 2),
-        stored=stored, connections=connections, batch_size=batch_size)
+        stored=stored,
+        connections=connections,
+        batch_size=batch_size,
+    )
 
 
 def _wait(port: int) -> None:

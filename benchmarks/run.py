@@ -12,8 +12,8 @@ from benchmarks.ingest import run_ingest
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=500_000)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     result = run_ingest(events=args.events, connections=args.connections)
     figures = asdict(result)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
+import sys
 
 import uvicorn
 
@@ -48,6 +50,9 @@ def serve(
         log_level=log_level,
         lifespan="on",
     )
+    # uvicorn re-raises SIGTERM after its graceful shutdown; make that an orderly exit so
+    # the `finally` below still loads the spool and gives the warehouse file back.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.Server(config).run()
     finally:

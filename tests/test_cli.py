@@ -1,0 +1,132 @@
+"""The `touchpoints` command, run as a user runs it: a real process."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import duckdb_url
+from tests.live import free_port
+
+
+def cli(*args: str, warehouse: str | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "touchpoints.cli.main"]
+    if warehouse:
+        command += ["--warehouse", warehouse]
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return duckdb_url(tmp_path / "touchpoints.duckdb")
+
+
+def test_sources_add_prints_the_key_once_as_json(url: str) -> None:
+    made = cli("sources", "add", "website", "--channel", "web", "--format", "json", warehouse=url)
+    assert made.returncode == 0, made.stderr
+    body = json.loads(made.stdout)
+    assert body["name"] == "website" and body["channel"] == "web"
+    assert body["write_key"].startswith("tpw_") and len(body["write_key"]) > 30
+    listed = json.loads(cli("sources", "list", "--format", "json", warehouse=url).stdout)
+    assert [s["name"] for s in listed] == ["website"]
+    assert "write_key" not in listed[0]
+    stored = cli("sql", "SELECT * FROM sources", "--format", "json", warehouse=url).stdout
+    assert body["write_key"] not in stored  # only the hash is kept
+
+
+def test_sql_formats(url: str) -> None:
+    cli("sources", "add", "till", "--channel", "store", warehouse=url)
+    query = "SELECT name, channel FROM sources"
+    as_csv = cli("sql", query, "--format", "csv", warehouse=url).stdout
+    assert list(csv.DictReader(io.StringIO(as_csv))) == [{"name": "till", "channel": "store"}]
+    as_json = json.loads(cli("sql", query, "-f", "json", warehouse=url).stdout)
+    assert as_json == [{"name": "till", "channel": "store"}]
+    as_table = cli("sql", query, warehouse=url).stdout
+    assert "till" in as_table and "store" in as_table
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("sources", "add", "web site!"), "source name"),
+        (("sources", "add", "shop", "--channel", "fax"), "channel must be one of"),
+        (("sql", "DROP TABLE events"), "read-only"),
+        (("sql", "SELECT nothing FROM nowhere"), "query failed"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(url: str, args: tuple[str, ...], words: str) -> None:
+    result = cli(*args, warehouse=url)
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_duplicate_source_name_is_refused(url: str) -> None:
+    assert cli("sources", "add", "web", warehouse=url).returncode == 0
+    again = cli("sources", "add", "web", warehouse=url)
+    assert again.returncode == 2 and "exists already" in again.stderr
+
+
+def test_bad_warehouse_url() -> None:
+    result = cli("sources", "list", warehouse="touchpoints.duckdb")
+    assert result.returncode == 2 and "no scheme" in result.stderr
+
+
+def test_the_cli_asks_the_running_server(tmp_path: Path, url: str) -> None:
+    """While a server owns the file, the CLI goes through it instead of opening it."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "touchpoints.cli.main", "-w", url, "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        made = json.loads(
+            cli("sources", "add", "app", "--channel", "app", "-f", "json", warehouse=url).stdout
+        )
+        sent = httpx.post(
+            f"http://127.0.0.1:{port}/v1/track",
+            json={"writeKey": made["write_key"], "userId": "u1", "event": "Signed Up"},
+        )
+        assert sent.status_code == 200
+        rows = json.loads(
+            cli("sql", "SELECT event, channel FROM events", "-f", "json", warehouse=url).stdout
+        )
+        assert rows == [{"event": "Signed Up", "channel": "app"}]
+        second = cli("serve", "--port", str(free_port()), warehouse=url)
+        assert second.returncode == 2 and "already served" in second.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert not (tmp_path / "touchpoints.duckdb.server.json").exists()
+
+
+def test_help_lists_every_verb() -> None:
+    result = cli("--help")
+    for verb in ("serve", "demo", "sources", "sql"):
+        assert verb in result.stdout
+    for sub in (
+        ("serve", "--help"),
+        ("demo", "--help"),
+        ("sources", "add", "--help"),
+        ("sql", "--help"),
+    ):
+        assert cli(*sub).returncode == 0
