@@ -54,7 +54,7 @@ def test_schema_driven_requests_never_get_5xx(live: LiveServer) -> None:
 
         @given(case=operation.as_strategy())
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-        def check(case) -> None:  # type: ignore[no-untyped-def]
+        def check(case, auth: str = auth) -> None:  # type: ignore[no-untyped-def]
             case.headers = {**(case.headers or {}), "Authorization": auth}
             response = case.call(base_url=live.url)
             assert response.status_code < 500, (case.path, response.text)
