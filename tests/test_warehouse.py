@@ -132,3 +132,11 @@ def test_query_is_read_only(warehouse: Warehouse) -> None:
 def test_bad_warehouse_urls_say_what_to_do(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidInput, match="no scheme"):
         connect("touchpoints.duckdb")
+
+
+@pytest.mark.spark
+def test_spark_url_uses_the_named_database(spark_session) -> None:  # type: ignore[no-untyped-def]
+    warehouse = connect("pyspark://local[2]?database=tp_url_check")
+    assert warehouse.engine == "pyspark" and warehouse.database == "tp_url_check"
+    assert set(TABLES) <= set(warehouse.list_tables())
+    assert warehouse.query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 0}]
