@@ -50,19 +50,21 @@ def test_schema_driven_requests_never_get_5xx(live: LiveServer) -> None:
     basic = base64.b64encode(f"{live.write_key}:".encode()).decode()
     for operation in operations:
         admin = operation.path.startswith("/v1/admin")
-        auth = "Bearer test-admin-token" if admin else f"Basic {basic}"
+        _checker(operation, "Bearer test-admin-token" if admin else f"Basic {basic}", live.url)()
 
-        @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-        def check(case, auth: str = auth) -> None:  # type: ignore[no-untyped-def]
-            case.headers = {**(case.headers or {}), "Authorization": auth}
-            response = case.call(base_url=live.url)
-            assert response.status_code < 500, (case.path, response.text)
-            if response.status_code >= 400:
-                body = response.json()
-                assert body["code"] and body["message"], body
 
-        check()
+def _checker(operation, auth: str, base_url: str):  # type: ignore[no-untyped-def]
+    @given(case=operation.as_strategy())
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    def check(case) -> None:  # type: ignore[no-untyped-def]
+        case.headers = {**(case.headers or {}), "Authorization": auth}
+        response = case.call(base_url=base_url)
+        assert response.status_code < 500, (case.path, response.text)
+        if response.status_code >= 400:
+            body = response.json()
+            assert body["code"] and body["message"], body
+
+    return check
 
 
 json_values = st.recursive(
