@@ -36,6 +36,8 @@ def render(
             + "\n"
         )
         return
+    if isinstance(rows, dict) and fmt is Format.table:  # one object: a field per line
+        rows, columns = [{"field": k, "value": v} for k, v in rows.items()], ["field", "value"]
     records = [rows] if isinstance(rows, dict) else list(rows)
     names = list(columns) if columns is not None else _columns(records)
     if fmt is Format.csv:
