@@ -24,6 +24,7 @@ import sqlglot
 import sqlglot.expressions as sge
 
 from touchpoints.errors import InvalidInput, MissingDependency, WarehouseError
+from touchpoints.warehouse.functions import DUCKDB_MACROS
 from touchpoints.warehouse.schema import PRIMARY_KEYS, SCHEMA_VERSION, TABLES
 
 #: DuckDB-only column: a hash of the primary key, indexed instead of the key itself.
@@ -90,6 +91,9 @@ class Warehouse:
     def ensure_schema(self) -> None:
         """Create every table that is missing; safe to call at every start."""
         with self._lock:
+            if self.engine == "duckdb":
+                for macro in DUCKDB_MACROS:
+                    self.backend.raw_sql(macro)
             existing = set(self.list_tables())
             for name, schema in TABLES.items():
                 if name in existing:
@@ -113,6 +117,38 @@ class Warehouse:
             else:
                 self.backend.insert(name, rows, **self._db_kw())
 
+    def replace(self, name: str, expr: ibis.Table) -> ibis.Table:
+        """Store the result of `expr` as table `name` (replacing it) and return it."""
+        with self._lock:
+            self.backend.create_table(name, expr, overwrite=True, **self._db_kw())
+        return self.table(name)
+
+    def drop(self, name: str) -> None:
+        with self._lock:
+            self.backend.drop_table(name, force=True, **self._db_kw())
+
+    def scratch(self, expr: ibis.Table, name: str) -> ibis.Table:
+        """Compute `expr` now into a temporary table of this session (iterative work:
+        each round reads the last one's result, not a growing expression)."""
+        with self._lock:
+            if self.engine == "pyspark":
+                session = self.backend._session
+                if self.database is not None:
+                    session.catalog.setCurrentDatabase(self.database)
+                self.backend._run_pre_execute_hooks(expr)  # registers in-memory tables
+                frame = session.sql(self.backend.compile(expr)).localCheckpoint()
+                frame.createOrReplaceTempView(name)
+                return self.backend.table(name)
+            self.backend.create_table(name, expr, temp=True, overwrite=True)
+            return self.backend.table(name)
+
+    def drop_scratch(self, name: str) -> None:
+        with self._lock:
+            if self.engine == "pyspark":
+                self.backend._session.catalog.dropTempView(name)
+            else:
+                self.backend.drop_table(name, force=True)
+
     def close(self) -> None:
         disconnect = getattr(self.backend, "disconnect", None)
         if disconnect is not None and self.engine == "duckdb":
@@ -124,11 +160,11 @@ class Warehouse:
 
     def _create_duckdb_table(self, name: str, schema: ibis.Schema) -> None:
         columns = ", ".join(col.sql("duckdb") for col in schema.to_sqlglot_column_defs("duckdb"))
-        key = PRIMARY_KEYS[name]
+        key = PRIMARY_KEYS.get(name, ())
         if name in HASHED_KEY_TABLES:
             # A 128-bit hash of the key columns indexes far faster than the strings do.
             columns = f"{HASH_KEY} UHUGEINT PRIMARY KEY, {columns}"
-        else:
+        elif key:
             columns += f", PRIMARY KEY ({', '.join(_quote(c) for c in key)})"
         self.backend.raw_sql(f"CREATE TABLE IF NOT EXISTS {_quote(name)} ({columns})")
 
@@ -154,11 +190,9 @@ def duckdb_insert_sql(name: str, columns: list[str], source: str, returning: str
     if name in HASHED_KEY_TABLES:
         parts = " || chr(31) || ".join(_quote(c) for c in PRIMARY_KEYS[name])
         target, select = f"{HASH_KEY}, {names}", f"md5_number({parts}), {names}"
+    conflict = " ON CONFLICT DO NOTHING" if name in PRIMARY_KEYS else ""
     suffix = f" RETURNING {returning}" if returning else ""
-    return (
-        f"INSERT INTO {_quote(name)} ({target}) SELECT {select} FROM {source} "
-        f"ON CONFLICT DO NOTHING{suffix}"
-    )
+    return f"INSERT INTO {_quote(name)} ({target}) SELECT {select} FROM {source}{conflict}{suffix}"
 
 
 def insert_arrow_duckdb(con: Any, name: str, rows: pa.Table) -> int:

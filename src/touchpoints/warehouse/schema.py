@@ -94,6 +94,42 @@ SPEND = ibis.schema(
     }
 )
 
+#: Every identifier seen and the customer it belongs to (rebuilt by `touchpoints build`).
+IDENTITIES = ibis.schema(
+    {
+        "identifier": dt.String(nullable=False),
+        "kind": dt.String(nullable=False),
+        "customer_id": dt.String(nullable=False),
+        "quarantined": dt.Boolean(nullable=False),
+        "first_seen": UTC_TIMESTAMP,
+        "last_seen": UTC_TIMESTAMP,
+        "resolved_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
+#: Customers joined into one when an identifier linked them; the history is kept.
+IDENTITY_MERGES = ibis.schema(
+    {
+        "customer_id": dt.String(nullable=False),
+        "merged_customer_id": dt.String(nullable=False),
+        "via_identifier": dt.string,
+        "linked_identifier": dt.string,
+        "merged_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
+#: Identifiers linked to too many others (a shared tablet, a placeholder email).
+IDENTITY_QUARANTINE = ibis.schema(
+    {
+        "identifier": dt.String(nullable=False),
+        "kind": dt.String(nullable=False),
+        "linked_kind": dt.String(nullable=False),
+        "links": dt.Int64(nullable=False),
+        "max_links": dt.Int64(nullable=False),
+        "detected_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
 #: Key/value facts about the warehouse itself, such as the schema version.
 META = ibis.schema({"key": dt.String(nullable=False), "value": dt.string})
 
@@ -102,6 +138,9 @@ TABLES: dict[str, ibis.Schema] = {
     "rejected_events": REJECTED_EVENTS,
     "sources": SOURCES,
     "spend": SPEND,
+    "identities": IDENTITIES,
+    "identity_merges": IDENTITY_MERGES,
+    "identity_quarantine": IDENTITY_QUARANTINE,
     "meta": META,
 }
 
