@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 #: The most identifiers of each kind that one identifier may be linked to before it is
 #: quarantined. A browser links to one user id, a person to a few emails or phones,
