@@ -214,17 +214,19 @@ def test_size_limits_give_413(server: LiveServer) -> None:
 
 
 def test_too_fast_gets_429_with_retry_after(duck) -> None:  # type: ignore[no-untyped-def]
+    # the bucket holds at least one full batch (2,500 events), refilled at 10 a second
     live = start(duck, CollectorSettings(rate_limit=10, burst=20))
     try:
-        first = post(live, "/v1/batch", {"batch": [track(i) for i in range(20)]})
-        second = post(live, "/v1/batch", {"batch": [track(i) for i in range(20, 25)]})
+        first = post(live, "/v1/batch", {"batch": [track(i) for i in range(2500)]})
+        second = post(live, "/v1/batch", {"batch": [track(i) for i in range(2500, 2600)]})
+        live.services.writer.flush()
     finally:
         live.stop()
     assert first.status_code == 200
     assert second.status_code == 429
-    assert int(second.headers["Retry-After"]) >= 1
+    assert int(second.headers["Retry-After"]) >= 9  # 100 events at 10 a second
     assert second.json()["code"] == "rate_limited"
-    assert duck.count("events") == 20
+    assert duck.count("events") == 2500
 
 
 def test_cors_preflight_allows_browsers(server: LiveServer) -> None:

@@ -8,6 +8,7 @@ OpenAPI description is added to the app's schema by `document`.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -18,6 +19,8 @@ from touchpoints.api.errors import error_parts
 from touchpoints.collect.collector import Collector
 from touchpoints.collect.spec import SHORT_PATHS, Limits
 from touchpoints.errors import PayloadTooLarge, TouchpointsError
+
+log = logging.getLogger("touchpoints.collect")
 
 KINDS = ("track", "page", "screen", "identify", "group", "alias", "batch", "import")
 PATHS: dict[str, str] = {f"/v1/{kind}": kind for kind in KINDS} | {
@@ -69,6 +72,16 @@ class CollectorASGI:
         except TouchpointsError as error:
             status, payload, more = error_parts(error)
             extra += [(k.lower().encode(), v.encode()) for k, v in more.items()]
+        except Exception:  # a bug of ours: say so in the shape clients can read
+            log.exception("the collector failed on a request to %s", scope.get("path"))
+            status, payload = (
+                500,
+                {
+                    "success": False,
+                    "code": "internal_error",
+                    "message": "the collector failed; the event was not stored",
+                },
+            )
         await _respond(send, status, payload, extra)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -108,8 +109,8 @@ def sources_list(fmt: FormatOpt = Format.table) -> None:
 
 @app.command()
 def demo(
-    customers: Annotated[int, typer.Option(help="How many customers to make.")] = 5000,
-    months: Annotated[int, typer.Option(help="How many months of history.")] = 12,
+    customers: Annotated[int, typer.Option(min=1, help="How many customers to make.")] = 5000,
+    months: Annotated[int, typer.Option(min=1, max=120, help="Months of history.")] = 12,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 7,
     if_empty: Annotated[
         bool, typer.Option("--if-empty", help="Do nothing when the warehouse already holds events.")
@@ -145,6 +146,15 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug of ours: one line, the traceback on request
+        if os.environ.get("TOUCHPOINTS_DEBUG"):
+            raise
+        err.print(
+            f"[red]internal error[/red]: {type(exc).__name__}: {exc} "
+            "(set TOUCHPOINTS_DEBUG=1 to see the traceback)",
+            highlight=False,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

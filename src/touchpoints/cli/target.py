@@ -54,7 +54,12 @@ class RemoteTarget:
             response = self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise WarehouseError(f"the server at {self.info.url} did not answer: {exc}") from exc
-        body = response.json()
+        try:
+            body = response.json()
+        except ValueError:
+            raise WarehouseError(
+                f"the server at {self.info.url} answered {response.status_code} without JSON"
+            ) from None
         if response.status_code >= 400:
             error = TouchpointsError(
                 body.get("message", "the server refused"), field=body.get("field")

@@ -17,7 +17,13 @@ import orjson
 
 from touchpoints.collect.body import inflate, parse_json
 from touchpoints.collect.keys import key_from_request
-from touchpoints.collect.normalize import Envelope, normalize, now_us, timestamp_us
+from touchpoints.collect.normalize import (
+    Envelope,
+    encoded_size,
+    normalize,
+    now_us,
+    timestamp_us,
+)
 from touchpoints.collect.ratelimit import RateLimiter
 from touchpoints.collect.sources import Source, SourceRegistry
 from touchpoints.collect.spec import REQUIRED_FIELDS, Limits
@@ -67,7 +73,8 @@ class Collector:
         self.settings = settings or CollectorSettings()
         self.registry = registry
         self.writer = writer
-        burst = self.settings.burst or 2 * self.settings.rate_limit
+        # a bucket must hold at least one full batch, or a big batch could never pass
+        burst = max(self.settings.burst or 2 * self.settings.rate_limit, Limits.BATCH_EVENTS)
         self.limiter = RateLimiter(self.settings.rate_limit, burst)
 
     def authenticate(self, headers: Mapping[str, str], document: Any) -> Source:
@@ -114,6 +121,11 @@ class Collector:
                 raise InvalidInput("context must be a JSON object", field="context")
             if integrations is not None and not isinstance(integrations, dict):
                 raise InvalidInput("integrations must be a JSON object", field="integrations")
+            extra = sum(
+                encoded_size(part, name)
+                for name, part in (("context", context), ("integrations", integrations))
+                if part
+            )
             envelope = Envelope(
                 source.source_id,
                 source.channel,
@@ -122,6 +134,7 @@ class Collector:
                 timestamp_us(document.get("sentAt"), "sentAt"),
                 context,
                 integrations,
+                extra_bytes=extra,
             )
         else:
             messages = [document]
@@ -168,7 +181,10 @@ class Collector:
 
 def _rejected_row(message: Any, envelope: Envelope, error: InvalidInput) -> dict[str, Any]:
     message_id = message.get("messageId") if isinstance(message, dict) else None
-    payload = orjson.dumps(message).decode()
+    try:
+        payload = orjson.dumps(message).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        payload = '"(not storable as JSON: nested too deeply)"'
     if len(payload) > Limits.EVENT_BYTES:
         payload = payload[: Limits.EVENT_BYTES]
     return {

@@ -42,6 +42,8 @@ class Envelope:
     sent_at_us: int | None = None
     context: Mapping[str, Any] | None = None
     integrations: Mapping[str, Any] | None = None
+    #: Encoded size of the batch's context and integrations, added to each message's.
+    extra_bytes: int = 0
 
 
 def now_us() -> int:
@@ -70,11 +72,15 @@ def normalize(
         raise InvalidInput("a message must be a JSON object", field=where or "body")
     prefix = f"{where}." if where else ""
     message_type = kind or message.get("type")
-    if message_type not in REQUIRED_FIELDS:
+    if not isinstance(message_type, str) or message_type not in REQUIRED_FIELDS:
         raise InvalidInput(
             "type must be one of "
             + ", ".join(REQUIRED_FIELDS)
-            + (f", not {message_type!r}" if message_type is not None else " and is missing"),
+            + (
+                f", not {str(message_type)[:40]!r}"
+                if message_type is not None
+                else " and is missing"
+            ),
             field=prefix + "type",
         )
     if kind is not None and message.get("type") not in (None, kind):
@@ -82,10 +88,12 @@ def normalize(
             f"type {message.get('type')!r} does not match the endpoint /v1/{kind}",
             field=prefix + "type",
         )
-    size = len(orjson.dumps(message)) if check_size else 0
+    size = encoded_size(message, where) if check_size or envelope.extra_bytes else 0
+    size += envelope.extra_bytes
     if size > Limits.EVENT_BYTES:
         raise PayloadTooLarge(
-            f"the message is {size} bytes, over the limit of {Limits.EVENT_BYTES}",
+            f"the message is {size} bytes with the batch's context, over the limit of "
+            f"{Limits.EVENT_BYTES}",
             field=where or "body",
         )
     for name in OBJECT_FIELDS:
@@ -131,6 +139,8 @@ def normalize(
     elif sent_at is not None:
         # Segment's clock-skew correction: the client's clock is off by (sentAt - now).
         timestamp = received - (sent_at - original)
+        if not _MIN_US <= timestamp < _MAX_US:  # nonsense clocks: trust our own
+            timestamp = received
     else:
         timestamp = original
 
@@ -164,8 +174,7 @@ def normalize(
         "received_at": received,
         "channel": _channel(message, context, envelope.channel),
         "page_url": page_url,
-        "page_path": _text(page.get("path") or context_page.get("path"))
-        or (urlsplit(page_url).path or None if page_url else None),
+        "page_path": _text(page.get("path") or context_page.get("path")) or _path(page_url),
         "page_title": _text(page.get("title") or context_page.get("title")),
         "page_referrer": _text(page.get("referrer") or context_page.get("referrer")),
         "user_agent": _text(context.get("userAgent")),
@@ -182,6 +191,29 @@ def normalize(
     for column, key in _UTM_KEYS:
         row["utm_" + column] = _text(campaign.get(key)) if campaign else utm.get(column)
     return row
+
+
+_MIN_US = 0
+_MAX_US = 7_258_118_400 * 1_000_000  # 2200-01-01
+
+
+def encoded_size(value: Any, field: str) -> int:
+    """Bytes of `value` as JSON; InvalidInput when JSON cannot hold it (too deep)."""
+    try:
+        return len(orjson.dumps(value))
+    except (TypeError, orjson.JSONEncodeError):
+        raise InvalidInput(
+            "the message is nested too deeply (254 levels at most)", field=field or "body"
+        ) from None
+
+
+def _path(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        return urlsplit(url).path or None
+    except ValueError:
+        return None
 
 
 def _identifier(value: Any, field: str) -> str | None:
@@ -264,9 +296,9 @@ def _utm_from_url(url: str | None) -> dict[str, str]:
         return {}
     try:
         query = urlsplit(url).query
+        return {k[4:]: v for k, v in parse_qsl(query) if k.startswith("utm_") and v}
     except ValueError:
         return {}
-    return {k[4:]: v for k, v in parse_qsl(query) if k.startswith("utm_") and v}
 
 
 def _suggest(message: Mapping[str, Any]) -> str:

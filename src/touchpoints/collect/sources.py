@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +18,9 @@ from touchpoints.collect.keys import WRITE_KEY_PREFIX, hash_key, new_key
 from touchpoints.errors import Conflict, InvalidInput
 from touchpoints.warehouse import CHANNELS, Warehouse
 
+#: How long a write key found unknown is not looked up again (keys made by another
+#: process through the CLI while no server ran are picked up after this).
+UNKNOWN_TTL = 5.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,62}$")
 
 
@@ -106,6 +110,7 @@ class SourceRegistry:
     def __init__(self, warehouse: Warehouse) -> None:
         self._warehouse = warehouse
         self._by_hash: dict[str, Source] = {}
+        self._unknown: dict[str, float] = {}  # hash -> when it was last found missing
         self._lock = threading.Lock()
 
     def lookup(self, write_key: str) -> Source | None:
@@ -113,14 +118,21 @@ class SourceRegistry:
         found = self._by_hash.get(digest)
         if found is not None:
             return found
+        if time.monotonic() - self._unknown.get(digest, -UNKNOWN_TTL) < UNKNOWN_TTL:
+            return None  # asked a moment ago: do not query the warehouse again
         with self._lock:
             table = self._warehouse.table("sources")
             rows = table.filter(table.write_key_hash == digest).to_pyarrow().to_pylist()
             if not rows:
+                if len(self._unknown) > 10_000:
+                    self._unknown.clear()
+                self._unknown[digest] = time.monotonic()
                 return None
             source = _source(rows[0])
             self._by_hash[digest] = source
             return source
 
     def remember(self, new: NewSource) -> None:
-        self._by_hash[hash_key(new.write_key)] = new.source
+        digest = hash_key(new.write_key)
+        self._by_hash[digest] = new.source
+        self._unknown.pop(digest, None)

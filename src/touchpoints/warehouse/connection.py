@@ -262,9 +262,9 @@ def duckdb_path(url: str) -> Path | None:
 def _connect_duckdb(url: str, rest: str) -> Warehouse:
     path = duckdb_path(url)
     target = ":memory:" if path is None else str(path)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         backend = ibis.duckdb.connect(target)
     except Exception as exc:
         text = _first_line(exc)
@@ -291,8 +291,11 @@ def _connect_spark(url: str, rest: str) -> Warehouse:
     for key, value in options.items():
         if key.startswith("spark."):
             builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    warehouse = from_spark_session(session, database=options.get("database"))
+    try:
+        session = builder.getOrCreate()
+        warehouse = from_spark_session(session, database=options.get("database"))
+    except Exception as exc:  # Py4J and Spark errors, whatever their class
+        raise WarehouseError(f"cannot open Spark at {master}: {_first_line(exc)}") from exc
     warehouse.url = url
     return warehouse
 
@@ -323,7 +326,7 @@ def _duckdb_read_only(cursor: Any, sql: str) -> str:
     if len(statements) != 1:
         raise InvalidInput("give exactly one SQL statement", field="sql")
     kind = statements[0].type
-    if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+    if kind != duckdb.StatementType.SELECT:
         raise InvalidInput(
             f"only read-only queries (SELECT, WITH …) are allowed, not {kind.name}", field="sql"
         )

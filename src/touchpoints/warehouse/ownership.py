@@ -14,6 +14,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 
 @dataclass(frozen=True)
 class ServerInfo:
@@ -40,23 +42,34 @@ def claim(database: Path, url: str) -> ServerInfo:
 
 def release(database: Path, info: ServerInfo) -> None:
     """Remove the server file if it is still ours."""
-    current = running_server(database)
+    current = _read(database)
     if current is not None and current.token == info.token:
         server_file(database).unlink(missing_ok=True)
 
 
-def running_server(database: Path) -> ServerInfo | None:
-    """The server that owns `database`, if its process is alive."""
-    path = server_file(database)
+def _read(database: Path) -> ServerInfo | None:
     try:
-        data = json.loads(path.read_text())
-        info = ServerInfo(url=str(data["url"]), pid=int(data["pid"]), token=str(data["token"]))
+        data = json.loads(server_file(database).read_text())
+        return ServerInfo(url=str(data["url"]), pid=int(data["pid"]), token=str(data["token"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def running_server(database: Path) -> ServerInfo | None:
+    """The server that owns `database`, if it is alive and answers."""
+    info = _read(database)
+    if info is None:
+        return None
+    if info.pid == os.getpid():
+        return None  # a file left by an earlier process that had our pid
     try:
         os.kill(info.pid, 0)
     except ProcessLookupError:
         return None
     except PermissionError:
         pass
+    try:  # a live pid may belong to another program now: ask the server itself
+        httpx.get(f"{info.url}/health", timeout=2.0).raise_for_status()
+    except httpx.HTTPError:
+        return None
     return info

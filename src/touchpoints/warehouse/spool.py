@@ -16,6 +16,7 @@ storage log for a cluster is a second one behind the same `EventWriter` interfac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -30,7 +31,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from touchpoints.errors import WarehouseError
+from touchpoints.errors import InvalidInput, WarehouseError
 from touchpoints.warehouse.connection import Warehouse, _quote, duckdb_insert_sql
 from touchpoints.warehouse.result import WriteResult
 from touchpoints.warehouse.schema import EVENTS, REJECTED_EVENTS
@@ -70,6 +71,12 @@ class _Pending:
 class SpoolEventWriter:
     """Durable appends to a spool, bulk loads into DuckDB (see the module docstring)."""
 
+    #: Past this many acknowledged rows not yet loaded, new writes are refused (503) so
+    #: that clients back off instead of the spool growing without bound.
+    max_unloaded_rows = 5_000_000
+    #: A segment that fails to load this many times running is moved to `failed/`.
+    max_load_attempts = 3
+
     def __init__(self, warehouse: Warehouse, directory: Path, *, max_delay: float = 2.0) -> None:
         self._warehouse = warehouse
         self._dir = directory
@@ -78,13 +85,21 @@ class SpoolEventWriter:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._segment_lock = threading.Lock()  # guards the current segment's counters
         self._load_lock = threading.Lock()
+        self._submit_lock = threading.Lock()
         self._stop = threading.Event()
         self._closed = False
+        self._failures: dict[int, int] = {}
+        self._segment_rows: dict[int, int] = {}
+        self._unloaded = 0
+        self._retry_at = 0.0
         self.loaded_events = 0
         for leftover in self._dir.glob("*.tmp"):  # never renamed: never acknowledged
             leftover.unlink()
-        self._load_segments(before=None)  # what a crash left behind
         self._segment = self._last_number() + 1
+        try:
+            self._load_segments(before=self._segment)  # what a crash left behind
+        except WarehouseError as exc:  # logged; the loader thread retries
+            log.error("%s", exc)
         self._group = 0
         self._rows = 0
         self._opened = time.monotonic()
@@ -101,16 +116,27 @@ class SpoolEventWriter:
     def submit(
         self, events: Sequence[dict[str, Any]], rejected: Sequence[dict[str, Any]] = ()
     ) -> Future[WriteResult]:
+        """Queue rows for the spool. Raises InvalidInput for a value JSON cannot hold
+        (nested deeper than 254 levels); the future fails with WarehouseError if the
+        spool cannot take them."""
         future: Future[WriteResult] = Future()
-        if self._closed:
-            future.set_exception(WarehouseError("the event writer is closed"))
-            return future
-        payloads = {}
-        if events:
-            payloads["events"] = orjson.dumps(list(events))
-        if rejected:
-            payloads["rejected_events"] = orjson.dumps(list(rejected))
-        self._queue.put(_Pending(payloads, (len(events), len(rejected)), future))
+        try:
+            payloads = {}
+            if events:
+                payloads["events"] = orjson.dumps(list(events))
+            if rejected:
+                payloads["rejected_events"] = orjson.dumps(list(rejected))
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise InvalidInput(f"a value cannot be stored as JSON: {exc}", field="body") from exc
+        with self._submit_lock:
+            if self._closed:
+                future.set_exception(WarehouseError("the event writer is closed"))
+            elif self._unloaded > self.max_unloaded_rows:
+                future.set_exception(
+                    WarehouseError("the warehouse is behind on loading events; retry shortly")
+                )
+            else:
+                self._queue.put(_Pending(payloads, (len(events), len(rejected)), future))
         return future
 
     def write(
@@ -125,11 +151,11 @@ class SpoolEventWriter:
         self._rotate_and_load()
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self.flush()
-        self._closed = True
-        self._queue.put(None)
+        with self._submit_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
         self._appender.join()
         self._stop.set()
         self._loader.join()
@@ -151,31 +177,43 @@ class SpoolEventWriter:
                     stopping = True
                     break
                 group.append(item)
-            self._append(group)
+            try:
+                self._append(group)
+            except Exception:  # never let the writer thread die
+                log.exception("appending to the spool failed")
+                for item in group:
+                    _settle(item.future, error=WarehouseError("could not write the spool"))
             if stopping:
                 return
 
     def _append(self, group: list[_Pending]) -> None:
+        written: list[Path] = []
         try:
             with self._segment_lock:
                 rows = sum(item.counts[0] for item in group)
                 for kind in _KINDS:
                     parts = [item.payloads[kind] for item in group if kind in item.payloads]
                     if parts:
-                        self._write_file(kind, parts)
-                if any(item.payloads for item in group):
+                        written.append(self._write_file(kind, parts))
+                if written:
                     _fsync_dir(self._dir)
                     self._group += 1
                     self._rows += rows
+                    self._segment_rows[self._segment] = (
+                        self._segment_rows.get(self._segment, 0) + rows
+                    )
+                    self._unloaded += rows
         except Exception as exc:  # disk full, permissions: nothing is acknowledged
+            for path in written:  # so nothing of the group may be loaded either
+                path.unlink(missing_ok=True)
             error = WarehouseError(f"could not write the event spool: {exc}")
             for item in group:
-                item.future.set_exception(error)
+                _settle(item.future, error=error)
             return
         for item in group:
-            item.future.set_result(WriteResult(*item.counts))
+            _settle(item.future, result=WriteResult(*item.counts))
 
-    def _write_file(self, kind: str, arrays: list[bytes]) -> None:
+    def _write_file(self, kind: str, arrays: list[bytes]) -> Path:
         final = self._dir / f"{self._segment:010d}.{self._group:08d}.{kind}.json"
         temporary = final.with_name(final.name + ".tmp")
         with open(temporary, "wb") as handle:
@@ -186,19 +224,21 @@ class SpoolEventWriter:
             handle.flush()
             os.fdatasync(handle.fileno())
         os.replace(temporary, final)
+        return final
 
     # -- loading ---------------------------------------------------------------------
     def _load_loop(self) -> None:
         while not self._stop.wait(0.1):
             full = self._rows >= ROW_GROUP
             old = self._rows and time.monotonic() - self._opened >= self._max_delay
-            if full or old:
-                try:
+            retry = self._failures and time.monotonic() >= self._retry_at
+            if full or old or retry:
+                with contextlib.suppress(WarehouseError):  # logged; files stay for a retry
                     self._rotate_and_load()
-                except Exception:  # keep the files; the next round tries again
-                    log.exception("loading the spool into the warehouse failed; will retry")
 
     def _rotate_and_load(self) -> None:
+        """Close the current segment and load every closed one; raise WarehouseError
+        (after trying them all) if any failed."""
         with self._load_lock:
             with self._segment_lock:
                 if self._group:
@@ -208,11 +248,40 @@ class SpoolEventWriter:
                 current = self._segment
             self._load_segments(before=current)
 
-    def _load_segments(self, before: int | None) -> None:
+    def _load_segments(self, before: int) -> None:
         numbers = sorted({int(p.name.split(".", 1)[0]) for p in self._dir.glob("*.json")})
+        errors = []
         for number in numbers:
-            if before is None or number < before:
+            if number >= before:
+                continue
+            try:
                 self._load_segment(number)
+            except Exception as exc:
+                errors.append(f"segment {number}: {exc}")
+                self._failed(number, exc)
+            else:
+                self._failures.pop(number, None)
+                with self._segment_lock:
+                    self._unloaded -= self._segment_rows.pop(number, 0)
+        if errors:
+            raise WarehouseError(
+                "could not load the spool into the warehouse: " + "; ".join(errors)
+            )
+
+    def _failed(self, number: int, exc: Exception) -> None:
+        attempts = self._failures.get(number, 0) + 1
+        self._failures[number] = attempts
+        self._retry_at = time.monotonic() + 5.0
+        log.error("loading spool segment %s failed (attempt %s): %s", number, attempts, exc)
+        if attempts >= self.max_load_attempts:
+            aside = self._dir / "failed"
+            aside.mkdir(exist_ok=True)
+            for path in self._dir.glob(f"{number:010d}.*.json"):
+                os.replace(path, aside / path.name)
+            self._failures.pop(number, None)
+            with self._segment_lock:
+                self._unloaded -= self._segment_rows.pop(number, 0)
+            log.error("spool segment %s moved to %s for an operator to inspect", number, aside)
 
     def _load_segment(self, number: int) -> None:
         cursor = self._warehouse.backend.con.cursor()
@@ -251,10 +320,32 @@ def recover(warehouse: Warehouse, directory: Path) -> int:
     """Load whatever a stopped or killed writer left in the spool; returns rows added."""
     if not directory.is_dir() or not any(directory.glob("*.json")):
         return 0
-    writer = SpoolEventWriter(warehouse, directory)
+    try:
+        writer = SpoolEventWriter(warehouse, directory)
+    except OSError as exc:  # the files stay; the next start tries again
+        log.error("cannot open the spool %s: %s", directory, exc)
+        return 0
     added = writer.loaded_events
-    writer.close()
+    try:
+        writer.close()
+    except WarehouseError as exc:
+        log.error("%s", exc)
     return added
+
+
+def _settle(
+    future: Future[WriteResult],
+    *,
+    result: WriteResult | None = None,
+    error: Exception | None = None,
+) -> None:
+    """Resolve a future unless its waiter gave up (a cancelled request)."""
+    if not future.set_running_or_notify_cancel():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
 
 
 def _fsync_dir(directory: Path) -> None:
