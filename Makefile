@@ -25,6 +25,7 @@ system-deps:
 
 run: $(STAMP)
 	$(BIN)/touchpoints --warehouse $(WAREHOUSE) demo --if-empty
+	$(BIN)/touchpoints --warehouse $(WAREHOUSE) build
 	$(BIN)/touchpoints --warehouse $(WAREHOUSE) serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP) system-deps

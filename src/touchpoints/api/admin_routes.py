@@ -1,28 +1,20 @@
-"""Operations the CLI asks of a running server that owns the warehouse file."""
+"""Operations for admin keys (and the CLI, through the running server's control token)."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from touchpoints.api.auth import require
 from touchpoints.api.responses import JSON
 from touchpoints.collect.sources import add_source, list_sources
-from touchpoints.errors import Forbidden, Unauthorized
+from touchpoints.identity import build
+from touchpoints.privacy.keys import add_key, list_keys, revoke_key
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
-
-
-def _authorize(request: Request) -> None:
-    token = request.app.state.services.control_token
-    scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise Unauthorized("an admin token is required as a Bearer token", field="Authorization")
-    if token is None or not hmac.compare_digest(given.strip(), token):
-        raise Forbidden("this token may not use admin operations", field="Authorization")
 
 
 class SqlRequest(BaseModel):
@@ -34,10 +26,15 @@ class SourceRequest(BaseModel):
     channel: str = "web"
 
 
+class KeyRequest(BaseModel):
+    name: str
+    role: str = "read"
+
+
 @router.post("/sql")
 async def run_sql(payload: SqlRequest, request: Request) -> Response:
     """Run one read-only query; rows come back as a list of objects."""
-    _authorize(request)
+    require(request, "admin")
     services = request.app.state.services
     await asyncio.to_thread(services.writer.flush)  # read what was acknowledged
     table = await asyncio.to_thread(services.warehouse.query, payload.sql)
@@ -46,15 +43,43 @@ async def run_sql(payload: SqlRequest, request: Request) -> Response:
 
 @router.get("/sources")
 async def get_sources(request: Request) -> Response:
-    _authorize(request)
+    require(request, "admin")
     sources = list_sources(request.app.state.services.warehouse)
     return JSON([s.as_dict() for s in sources])
 
 
 @router.post("/sources")
 async def post_source(payload: SourceRequest, request: Request) -> Response:
-    _authorize(request)
+    require(request, "admin")
     services = request.app.state.services
     made = add_source(services.warehouse, payload.name, payload.channel)
     services.collector.registry.remember(made)
     return JSON({**made.source.as_dict(), "write_key": made.write_key})
+
+
+@router.post("/build")
+async def post_build(request: Request) -> Response:
+    """Resolve identities and rebuild profiles from everything acknowledged so far."""
+    require(request, "admin")
+    services = request.app.state.services
+    await asyncio.to_thread(services.writer.flush)
+    return JSON(await asyncio.to_thread(build, services.warehouse))
+
+
+@router.get("/keys")
+async def get_keys(request: Request) -> Response:
+    require(request, "admin")
+    return JSON([k.as_dict() for k in list_keys(request.app.state.services.warehouse)])
+
+
+@router.post("/keys")
+async def post_key(payload: KeyRequest, request: Request) -> Response:
+    require(request, "admin")
+    key, secret = add_key(request.app.state.services.warehouse, payload.name, payload.role)
+    return JSON({**key.as_dict(), "key": secret})
+
+
+@router.post("/keys/{key_id}/revoke")
+async def post_revoke(key_id: str, request: Request) -> Response:
+    require(request, "admin")
+    return JSON(revoke_key(request.app.state.services.warehouse, key_id).as_dict())

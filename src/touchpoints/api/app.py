@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import touchpoints
-from touchpoints.api import admin_routes, collect_asgi, collector_routes, errors
+from touchpoints.api import admin_routes, collect_asgi, collector_routes, errors, profile_routes
 from touchpoints.api.collect_asgi import CollectorASGI
 from touchpoints.collect.collector import Collector, CollectorSettings
 from touchpoints.collect.sources import SourceRegistry
+from touchpoints.privacy.keys import KeyChecker
 from touchpoints.warehouse import Warehouse
 from touchpoints.warehouse.writer import EventWriter, open_writer
 
@@ -25,8 +25,7 @@ class Services:
     warehouse: Warehouse
     writer: EventWriter
     collector: Collector
-    control_token: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    keys: KeyChecker
 
     @classmethod
     def open(
@@ -37,7 +36,7 @@ class Services:
     ) -> Services:
         writer = open_writer(warehouse)
         collector = Collector(SourceRegistry(warehouse), writer, settings)
-        return cls(warehouse, writer, collector, control_token)
+        return cls(warehouse, writer, collector, KeyChecker(warehouse, control_token))
 
     def close(self) -> None:
         self.writer.close()
@@ -69,5 +68,6 @@ def create_app(services: Services) -> CollectorASGI:
     errors.install(app)
     app.include_router(collector_routes.router)
     app.include_router(admin_routes.router)
+    app.include_router(profile_routes.router)
     collect_asgi.document(app)
     return CollectorASGI(app, services.collector)

@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 sources_app = typer.Typer(help="Event sources and their write keys.", no_args_is_help=True)
 app.add_typer(sources_app, name="sources")
+keys_app = typer.Typer(help="API keys: read (insights, profiles) and admin.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 err = Console(stderr=True)
 
@@ -105,6 +107,84 @@ def sources_list(fmt: FormatOpt = Format.table) -> None:
     finally:
         target.close()
     render(rows, fmt, ["source_id", "name", "channel", "write_key_prefix", "created_at"])
+
+
+@app.command("build")
+def build_command(fmt: FormatOpt = Format.table) -> None:
+    """Resolve identities into customers and rebuild their profiles."""
+    target = open_target(state.warehouse)
+    try:
+        summary = target.build()
+    finally:
+        target.close()
+    render(summary, fmt)
+
+
+@app.command("profile")
+def profile_command(
+    identifier: Annotated[
+        str,
+        typer.Argument(
+            help="Any identifier: an email, phone, "
+            "user id, anonymous id, loyalty card, "
+            "or kind:value."
+        ),
+    ],
+    limit: Annotated[int, typer.Option(min=1, help="Timeline events to show.")] = 20,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Show a customer's profile and cross-channel timeline."""
+    target = open_target(state.warehouse)
+    try:
+        found = target.profile(identifier, limit)
+    finally:
+        target.close()
+    timeline = found.pop("timeline")
+    if fmt is Format.json:
+        render({**found, "timeline": timeline}, fmt)
+        return
+    render(found, fmt)
+    compact = ["timestamp", "channel", "type", "event", "name", "page_path", "revenue"]
+    render(timeline, fmt, compact if fmt is Format.table else None, title="timeline (latest first)")
+
+
+@keys_app.command("add")
+def keys_add(
+    name: Annotated[str, typer.Argument(help="Who or what uses the key.")],
+    role: Annotated[str, typer.Option(help="read or admin.")] = "read",
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Make an API key and print it (shown this once only)."""
+    target = open_target(state.warehouse)
+    try:
+        made = target.add_key(name, role)
+    finally:
+        target.close()
+    render(made, fmt)
+
+
+@keys_app.command("list")
+def keys_list(fmt: FormatOpt = Format.table) -> None:
+    """List the API keys (never the keys themselves)."""
+    target = open_target(state.warehouse)
+    try:
+        rows = target.list_keys()
+    finally:
+        target.close()
+    render(rows, fmt, ["key_id", "name", "role", "key_prefix", "created_at", "revoked_at"])
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key_id to revoke.")],
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Revoke an API key at once."""
+    target = open_target(state.warehouse)
+    try:
+        render(target.revoke_key(key_id), fmt)
+    finally:
+        target.close()
 
 
 @app.command()

@@ -5,11 +5,14 @@ file, or the warehouse itself when no server runs (see `touchpoints.warehouse.ow
 from __future__ import annotations
 
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
 from touchpoints.collect.sources import add_source, list_sources
 from touchpoints.errors import TouchpointsError, WarehouseError
+from touchpoints.identity import build, profile
+from touchpoints.privacy.keys import add_key, list_keys, revoke_key
 from touchpoints.warehouse import connect, duckdb_path
 from touchpoints.warehouse.ownership import ServerInfo, running_server
 
@@ -18,6 +21,11 @@ class Target(Protocol):
     def sql(self, query: str) -> tuple[list[str], list[dict[str, Any]]]: ...
     def add_source(self, name: str, channel: str) -> dict[str, Any]: ...
     def list_sources(self) -> list[dict[str, Any]]: ...
+    def build(self) -> dict[str, Any]: ...
+    def profile(self, identifier: str, limit: int) -> dict[str, Any]: ...
+    def add_key(self, name: str, role: str) -> dict[str, Any]: ...
+    def list_keys(self) -> list[dict[str, Any]]: ...
+    def revoke_key(self, key_id: str) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -35,6 +43,22 @@ class LocalTarget:
 
     def list_sources(self) -> list[dict[str, Any]]:
         return [s.as_dict() for s in list_sources(self.warehouse)]
+
+    def build(self) -> dict[str, Any]:
+        return build(self.warehouse)
+
+    def profile(self, identifier: str, limit: int) -> dict[str, Any]:
+        return profile(self.warehouse, identifier, limit)
+
+    def add_key(self, name: str, role: str) -> dict[str, Any]:
+        key, secret = add_key(self.warehouse, name, role)
+        return {**key.as_dict(), "key": secret}
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        return [k.as_dict() for k in list_keys(self.warehouse)]
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return revoke_key(self.warehouse, key_id).as_dict()
 
     def close(self) -> None:
         self.warehouse.close()
@@ -76,6 +100,23 @@ class RemoteTarget:
 
     def list_sources(self) -> list[dict[str, Any]]:
         return self._call("GET", "/v1/admin/sources")
+
+    def build(self) -> dict[str, Any]:
+        return self._call("POST", "/v1/admin/build")
+
+    def profile(self, identifier: str, limit: int) -> dict[str, Any]:
+        return self._call(
+            "GET", f"/v1/profiles/{quote(identifier, safe='')}", params={"limit": limit}
+        )
+
+    def add_key(self, name: str, role: str) -> dict[str, Any]:
+        return self._call("POST", "/v1/admin/keys", json={"name": name, "role": role})
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/admin/keys")
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/admin/keys/{quote(key_id, safe='')}/revoke")
 
     def close(self) -> None:
         self.client.close()

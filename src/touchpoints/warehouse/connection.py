@@ -117,6 +117,34 @@ class Warehouse:
             else:
                 self.backend.insert(name, rows, **self._db_kw())
 
+    def update_rows(
+        self, name: str, key_column: str, key_value: Any, values: dict[str, Any]
+    ) -> None:
+        """Set `values` on the rows whose `key_column` equals `key_value` (small tables:
+        keys, settings)."""
+        with self._lock:
+            if self.engine == "duckdb":
+                assignments = ", ".join(f"{_quote(c)} = ?" for c in values)
+                cursor = self.backend.con.cursor()
+                try:
+                    cursor.execute(
+                        f"UPDATE {_quote(name)} SET {assignments} WHERE {_quote(key_column)} = ?",
+                        [*values.values(), key_value],
+                    )
+                finally:
+                    cursor.close()
+                return
+            table = self.table(name)
+            hit = table[key_column] == key_value
+            updated = table.mutate(
+                **{
+                    c: hit.ifelse(ibis.literal(v, type=table[c].type()), table[c])
+                    for c, v in values.items()
+                }
+            )
+            rows = updated.to_pyarrow()
+            self.backend.create_table(name, ibis.memtable(rows), overwrite=True, **self._db_kw())
+
     def replace(self, name: str, expr: ibis.Table) -> ibis.Table:
         """Store the result of `expr` as table `name` (replacing it) and return it."""
         with self._lock:

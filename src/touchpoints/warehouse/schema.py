@@ -130,6 +130,42 @@ IDENTITY_QUARANTINE = ibis.schema(
     }
 )
 
+#: The customer 360, one row per customer (rebuilt by `touchpoints build`).
+PROFILES = ibis.schema(
+    {
+        "customer_id": dt.String(nullable=False),
+        "identifiers": dt.Array(dt.string),
+        "traits": dt.string,
+        "first_seen": UTC_TIMESTAMP,
+        "last_seen": UTC_TIMESTAMP,
+        "channels": dt.Array(dt.string),
+        "last_channel": dt.string,
+        "sessions": dt.int64,
+        "orders": dt.int64,
+        "revenue": dt.float64,
+        "average_order_value": dt.float64,
+        "favourite_categories": dt.Array(dt.string),
+        "emails_delivered": dt.int64,
+        "emails_opened": dt.int64,
+        "emails_clicked": dt.int64,
+        "email_open_rate": dt.float64,
+        "built_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
+#: Keys of people and programs that read insights (`read`) or run the platform (`admin`).
+API_KEYS = ibis.schema(
+    {
+        "key_id": dt.String(nullable=False),
+        "name": dt.String(nullable=False),
+        "role": dt.String(nullable=False),
+        "key_hash": dt.String(nullable=False),
+        "key_prefix": dt.String(nullable=False),
+        "created_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "revoked_at": UTC_TIMESTAMP,
+    }
+)
+
 #: Key/value facts about the warehouse itself, such as the schema version.
 META = ibis.schema({"key": dt.String(nullable=False), "value": dt.string})
 
@@ -141,6 +177,8 @@ TABLES: dict[str, ibis.Schema] = {
     "identities": IDENTITIES,
     "identity_merges": IDENTITY_MERGES,
     "identity_quarantine": IDENTITY_QUARANTINE,
+    "profiles": PROFILES,
+    "api_keys": API_KEYS,
     "meta": META,
 }
 
@@ -155,6 +193,7 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "rejected_events": ("rejected_id",),
     "sources": ("source_id",),
     "spend": ("import_key",),
+    "api_keys": ("key_id",),
     "meta": ("key",),
 }
 
