@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from benchmarks.identity import run_identity
 from benchmarks.ingest import run_ingest
 
 
@@ -14,17 +15,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--people", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=["ingest", "identity"], default=None)
     args = parser.parse_args()
-    result = run_ingest(events=args.events, connections=args.connections)
-    figures = asdict(result)
-    print("ingest through /v1/batch (100-event batches, client on 127.0.0.1):")
-    for key, value in figures.items():
-        print(f"  {key:>18}: {value}")
-    if result.stored != result.events:
-        raise SystemExit(f"stored {result.stored} events but {result.events} were acknowledged")
     out = Path("benchmarks/results")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ingest.json").write_text(json.dumps(figures, indent=2))
+    if args.only in (None, "ingest"):
+        result = run_ingest(events=args.events, connections=args.connections)
+        _report(
+            "ingest through /v1/batch (100-event batches, client on 127.0.0.1)",
+            asdict(result),
+            out / "ingest.json",
+        )
+        if result.stored != result.events:
+            raise SystemExit(f"stored {result.stored} events but {result.events} acknowledged")
+    if args.only in (None, "identity"):
+        _report(
+            "identity resolution on DuckDB (3 identifiers a person)",
+            asdict(run_identity(args.people)),
+            out / "identity.json",
+        )
+
+
+def _report(title: str, figures: dict, path: Path) -> None:
+    print(title + ":")
+    for key, value in figures.items():
+        print(f"  {key:>18}: {value}")
+    path.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

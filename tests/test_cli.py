@@ -130,3 +130,31 @@ def test_help_lists_every_verb() -> None:
         ("sql", "--help"),
     ):
         assert cli(*sub).returncode == 0
+
+
+def test_build_profile_and_keys_from_the_cli(tmp_path: Path, url: str) -> None:
+    from touchpoints.collect.demo import DemoParameters, load_demo
+    from touchpoints.warehouse import connect
+
+    warehouse = connect(url)
+    load_demo(warehouse, DemoParameters(customers=60, months=2, seed=3))
+    warehouse.close()
+    built = json.loads(cli("build", "-f", "json", warehouse=url).stdout)
+    assert built["customers"] >= 60 and built["profiles"] == built["customers"]
+    shown = cli("profile", "customer00007@example.com", "-f", "json", warehouse=url)
+    assert shown.returncode == 0, shown.stderr
+    found = json.loads(shown.stdout)
+    assert "email:customer00007@example.com" in found["identifiers"]
+    assert found["timeline"] and len(found["timeline"]) <= 20
+    missing = cli("profile", "nobody@example.com", warehouse=url)
+    assert missing.returncode == 2 and "no customer" in missing.stderr
+    key = json.loads(
+        cli("keys", "add", "analyst", "--role", "read", "-f", "json", warehouse=url).stdout
+    )
+    assert key["key"].startswith("tpr_")
+    listed = json.loads(cli("keys", "list", "-f", "json", warehouse=url).stdout)
+    assert [k["name"] for k in listed] == ["analyst"] and "key" not in listed[0]
+    revoked = json.loads(cli("keys", "revoke", key["key_id"], "-f", "json", warehouse=url).stdout)
+    assert revoked["revoked_at"]
+    bad_role = cli("keys", "add", "x", "--role", "owner", warehouse=url)
+    assert bad_role.returncode == 2 and "role must be one of" in bad_role.stderr

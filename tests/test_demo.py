@@ -145,3 +145,26 @@ def test_purchase_counts_follow_the_planted_rates(tmp_path: Path) -> None:
     """).to_pylist()[0]
     assert per_customer["buyers"] > 1000
     assert 1.5 < per_customer["mean_orders"] < 6.0
+
+
+def test_identity_resolution_finds_the_customers_the_generator_made(demo) -> None:
+    from touchpoints.identity import build
+
+    warehouse, summary = demo
+    made = build(warehouse)
+    people = warehouse.query("""
+        SELECT count(DISTINCT customer_id) AS customers,
+               count(*) AS emails
+        FROM identities WHERE kind = 'email'
+    """).to_pylist()[0]
+    # one customer per generated person, and no person split or glued to another
+    assert people == {"customers": SMALL.customers, "emails": SMALL.customers}
+    per_customer = warehouse.query("""
+        SELECT customer_id, count(*) FILTER (WHERE kind = 'email') AS emails
+        FROM identities GROUP BY customer_id
+    """).to_pylist()
+    assert max(r["emails"] for r in per_customer) == 1
+    # everyone else is an anonymous visitor who never identified
+    visitors = int(SMALL.customers * SMALL.anonymous_visitors_per_customer)
+    assert made["customers"] == SMALL.customers + visitors
+    assert made["quarantined"] == 0
