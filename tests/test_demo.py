@@ -150,7 +150,7 @@ def test_purchase_counts_follow_the_planted_rates(tmp_path: Path) -> None:
 def test_identity_resolution_finds_the_customers_the_generator_made(demo) -> None:
     from touchpoints.identity import build
 
-    warehouse, summary = demo
+    warehouse, _ = demo
     made = build(warehouse)
     people = warehouse.query("""
         SELECT count(DISTINCT customer_id) AS customers,
