@@ -234,3 +234,62 @@ def test_components_match_scipy(warehouse: Warehouse, seed: int) -> None:
     # the label is the smallest node of its component
     for label in set(got.values()):
         assert label == min(k for k, v in got.items() if v == label)
+
+
+def _random_batch(rng: np.random.Generator, start: int, size: int) -> list[dict]:
+    """Identify calls mixing a few users, devices, emails and phones, so batches link
+    people that earlier batches kept apart."""
+    batch = []
+    for i in range(start, start + size):
+        message: dict = {
+            "type": "identify",
+            "messageId": f"rnd-{i}",
+            "anonymousId": f"dev-{rng.integers(0, 40)}",
+        }
+        if rng.random() < 0.6:
+            message["userId"] = f"user-{rng.integers(0, 25)}"
+        traits = {}
+        if rng.random() < 0.4:
+            traits["email"] = f"p{rng.integers(0, 20)}@example.com"
+        if rng.random() < 0.2:
+            traits["phone"] = f"+1202555{rng.integers(0, 15):04d}"
+        if traits:
+            message["traits"] = traits
+        batch.append(message)
+    return batch
+
+
+def test_incremental_builds_agree_with_a_full_build(warehouse: Warehouse) -> None:
+    rng = np.random.default_rng(7)
+    relaxed = IdentityConfig(max_links={})  # random links: no identifier is quarantined
+    load(warehouse, _random_batch(rng, 0, 30))
+    assert resolve(warehouse, relaxed).mode == "full"
+    assert resolve(warehouse, relaxed).mode == "unchanged"
+    modes = []
+    for step in range(2):
+        load(warehouse, _random_batch(rng, 100 * (step + 1), 25))
+        modes.append(resolve(warehouse, relaxed).mode)
+    assert modes == ["incremental", "incremental"]
+    incremental = customers_of(warehouse)
+    merges_before = warehouse.count("identity_merges")
+    full = resolve(warehouse, relaxed, full=True)
+    assert full.mode == "full"
+    assert customers_of(warehouse) == incremental  # same people, same ids
+    assert warehouse.count("identity_merges") == merges_before
+
+
+def test_a_link_that_quarantines_forces_a_full_build(warehouse: Warehouse) -> None:
+    load(
+        warehouse,
+        [{"type": "identify", "userId": f"u-{i}", "anonymousId": "kiosk"} for i in range(3)],
+    )
+    resolve(warehouse)
+    assert len(set(customers_of(warehouse).values())) == 1  # 3 users: within the limit
+    load(
+        warehouse,
+        [{"type": "identify", "userId": "u-9", "anonymousId": "kiosk", "messageId": "fourth"}],
+    )
+    summary = resolve(warehouse)
+    assert summary.mode == "full" and summary.quarantined == 1
+    ids = customers_of(warehouse)
+    assert len({ids[f"user_id:u-{i}"] for i in (0, 1, 2, 9)}) == 4

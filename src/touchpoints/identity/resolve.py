@@ -35,53 +35,123 @@ class ResolveSummary:
     customers: int
     merges: int
     quarantined: int
+    mode: str = "full"  # full, incremental, or unchanged
 
 
-def resolve(warehouse: Warehouse, config: IdentityConfig | None = None) -> ResolveSummary:
-    """Rebuild `identities`, append to `identity_merges`, refresh `identity_quarantine`."""
+WATERMARK = "identity_watermark"
+SETTINGS = "identity_settings"
+
+
+def resolve(
+    warehouse: Warehouse, config: IdentityConfig | None = None, *, full: bool = False
+) -> ResolveSummary:
+    """Bring `identities` up to date with the event log.
+
+    After a first (full) build, a run looks only at events received since the last one
+    and at the links they add (`incremental.py`), unless `full` is asked for or a new
+    link quarantines an identifier (which may split people: then everything is redone).
+    """
     config = config or IdentityConfig()
     now = datetime.now(UTC)
-    run = uuid.uuid4().hex[:8]
+    events = warehouse.table("events")
+    high = events.received_at.max().to_pyarrow().as_py()
+    watermark = warehouse.get_meta(WATERMARK)
+    settings = repr(config)
+    same_settings = warehouse.get_meta(SETTINGS) == settings  # new rules: redo all
+    with Scratch(warehouse) as store:
+        incremental = not full and same_settings and watermark is not None
+        if incremental and warehouse.count("identities") > 0:
+            from touchpoints.identity.incremental import resolve_new
 
-    def store(expr: ir.Table, name: str) -> ir.Table:
-        temporary.append(f"_tp_{run}_{name}")
-        return warehouse.scratch(expr, temporary[-1])
+            since = datetime.fromisoformat(watermark)
+            summary = resolve_new(warehouse, config, store, now, since, high)
+            if summary is not None:
+                if high is not None:
+                    warehouse.set_meta(WATERMARK, high.isoformat())
+                return summary
+        summary = _resolve_all(warehouse, config, store, now, high)
+    if high is not None:
+        warehouse.set_meta(WATERMARK, high.isoformat())
+    warehouse.set_meta(SETTINGS, settings)
+    return summary
 
-    temporary: list[str] = []
-    try:
-        identified = event_identifiers(warehouse.table("events"), config)
-        all_nodes = store(nodes(identified, config), "nodes")
-        links = store(edges(identified, config), "links")
-        quarantine = store(_over_limit(links, config, now), "quarantine")
-        bad = quarantine.select("identifier").distinct()
-        kept_links = links.anti_join(bad, links.a == bad.identifier)
-        bad_too = bad.view()
-        kept_links = kept_links.anti_join(bad_too, kept_links.b == bad_too.identifier)
-        labels = connected_components(
-            all_nodes.select(node=all_nodes.identifier), kept_links, store, prefix=f"_tp_{run}_cc"
+
+class Scratch:
+    """Temporary tables of one run, dropped at its end."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
+        self.run = uuid.uuid4().hex[:8]
+        self.names: list[str] = []
+
+    def __call__(self, expr: ir.Table, name: str) -> ir.Table:
+        self.names.append(f"_tp_{self.run}_{name}")
+        return self.warehouse.scratch(expr, self.names[-1])
+
+    def __enter__(self) -> Scratch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in self.names:
+            self.warehouse.drop_scratch(name)
+
+
+def _resolve_all(
+    warehouse: Warehouse,
+    config: IdentityConfig,
+    store: Scratch,
+    now: datetime,
+    high: datetime | None,
+) -> ResolveSummary:
+    events = warehouse.table("events")
+    if high is not None:
+        events = events.filter(events.received_at <= high)
+    identified = event_identifiers(events, config)
+    all_nodes = store(nodes(identified, config), "nodes")
+    links = store(edges(identified, config), "links")
+    quarantine = store(over_limit(links, config, now), "quarantine")
+    bad = quarantine.select("identifier").distinct()
+    kept_links = links.anti_join(bad, links.a == bad.identifier)
+    bad_too = bad.view()
+    kept_links = kept_links.anti_join(bad_too, kept_links.b == bad_too.identifier)
+    labels = connected_components(
+        all_nodes.select(node=all_nodes.identifier), kept_links, store, prefix=f"{store.run}_cc"
+    )
+    previous = warehouse.table("identities").select("identifier", "customer_id")
+    owners = store(_owners(labels, previous), "owners")
+    merges = _merges(owners, labels, previous, links, now)
+    identities = _identities(all_nodes, labels, owners, bad, now)
+    new_merges = store(merges, "merges")
+    warehouse.replace("identities", identities)
+    merge_rows = new_merges.to_pyarrow()
+    warehouse.insert("identity_merges", merge_rows)
+    warehouse.replace("identity_quarantine", quarantine)
+    warehouse.replace("identity_links", links)
+    return summarise(warehouse, merge_rows.num_rows, "full")
+
+
+def summarise(warehouse: Warehouse, merges: int, mode: str) -> ResolveSummary:
+    table = warehouse.table("identities")
+    counts = (
+        table.aggregate(
+            identifiers=table.count(),
+            customers=table.customer_id.nunique(),
+            quarantined=table.quarantined.sum(),
         )
-        previous = warehouse.table("identities").select("identifier", "customer_id")
-        owners = store(_owners(labels, previous), "owners")
-        merges = _merges(owners, labels, previous, links, now)
-        identities = _identities(all_nodes, labels, owners, bad, now)
-        new_merges = store(merges, "merges")
-        warehouse.replace("identities", identities)
-        merge_rows = new_merges.to_pyarrow()
-        warehouse.insert("identity_merges", merge_rows)
-        warehouse.replace("identity_quarantine", quarantine)
-        table = warehouse.table("identities")
-        return ResolveSummary(
-            identifiers=int(table.count().execute()),
-            customers=int(table.customer_id.nunique().execute()),
-            merges=merge_rows.num_rows,
-            quarantined=int(bad.count().execute()),
-        )
-    finally:
-        for name in temporary:
-            warehouse.drop_scratch(name)
+        .to_pyarrow()
+        .to_pylist()[0]
+    )
+    return ResolveSummary(
+        identifiers=int(counts["identifiers"]),
+        customers=int(counts["customers"]),
+        merges=merges,
+        quarantined=int(counts["quarantined"] or 0),
+        mode=mode,
+    )
 
 
-def _over_limit(links: ir.Table, config: IdentityConfig, now: datetime) -> ir.Table:
+def over_limit(links: ir.Table, config: IdentityConfig, now: datetime) -> ir.Table:
+    """Identifiers linked to more identifiers of one kind than `max_links` allows."""
     both = ibis.union(
         links.select("a", "a_kind", "b", "b_kind"),
         links.select(a=links.b, a_kind=links.b_kind, b=links.a, b_kind=links.a_kind),
@@ -94,7 +164,8 @@ def _over_limit(links: ir.Table, config: IdentityConfig, now: datetime) -> ir.Ta
         {
             "limit_kind": list(config.max_links),
             "max_links": [int(v) for v in config.max_links.values()],
-        }
+        },
+        schema={"limit_kind": "string", "max_links": "int64"},
     )
     joined = counted.join(limits, counted.linked_kind == limits.limit_kind)
     return joined.filter(joined.links > joined.max_links).select(

@@ -145,6 +145,17 @@ class Warehouse:
             rows = updated.to_pyarrow()
             self.backend.create_table(name, ibis.memtable(rows), overwrite=True, **self._db_kw())
 
+    def get_meta(self, key: str) -> str | None:
+        meta = self.table("meta")
+        found = meta.filter(meta.key == key).value.to_pyarrow().to_pylist()
+        return found[0] if found else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        if self.get_meta(key) is None:
+            self.insert("meta", pa.table({"key": [key], "value": [value]}))
+        else:
+            self.update_rows("meta", "key", key, {"value": value})
+
     def replace(self, name: str, expr: ibis.Table) -> ibis.Table:
         """Store the result of `expr` as table `name` (replacing it) and return it."""
         with self._lock:

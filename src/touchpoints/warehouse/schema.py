@@ -107,6 +107,16 @@ IDENTITIES = ibis.schema(
     }
 )
 
+#: Every distinct link between two identifiers seen so far (the identity graph).
+IDENTITY_LINKS = ibis.schema(
+    {
+        "a": dt.String(nullable=False),
+        "a_kind": dt.String(nullable=False),
+        "b": dt.String(nullable=False),
+        "b_kind": dt.String(nullable=False),
+    }
+)
+
 #: Customers joined into one when an identifier linked them; the history is kept.
 IDENTITY_MERGES = ibis.schema(
     {
@@ -175,6 +185,7 @@ TABLES: dict[str, ibis.Schema] = {
     "sources": SOURCES,
     "spend": SPEND,
     "identities": IDENTITIES,
+    "identity_links": IDENTITY_LINKS,
     "identity_merges": IDENTITY_MERGES,
     "identity_quarantine": IDENTITY_QUARANTINE,
     "profiles": PROFILES,
