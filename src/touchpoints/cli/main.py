@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -185,6 +186,66 @@ def keys_revoke(
         render(target.revoke_key(key_id), fmt)
     finally:
         target.close()
+
+
+@app.command("import")
+def import_command(
+    kind: Annotated[
+        str, typer.Argument(help="orders, email, spend, weblog, feedback or mentions.")
+    ],
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="A CSV or Parquet file (weblog: an access log in Common or Combined Log Format)."
+        ),
+    ],
+    map_file: Annotated[
+        str | None, typer.Option("--map", help="YAML mapping our column names to the file's.")
+    ] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--column", "-c", help="OURS=THEIRS, e.g. -c order_id='Order No' (repeatable)."
+        ),
+    ] = None,
+    channel: Annotated[str | None, typer.Option(help="Channel of the events.")] = None,
+    source: Annotated[str | None, typer.Option(help="Source name (default import-KIND).")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Import a file of orders, email events, ad spend, web logs, survey answers or social
+    mentions. Bad rows are reported by line and kept aside; importing twice adds nothing."""
+    from touchpoints.cli.progress import bar
+    from touchpoints.collect.importers import import_file, load_mapping
+    from touchpoints.errors import InvalidInput
+    from touchpoints.warehouse import connect
+
+    mapping = dict(load_mapping(map_file)) if map_file else {}
+    for pair in column or []:
+        ours, sep, theirs = pair.partition("=")
+        if not sep or not ours.strip() or not theirs.strip():
+            raise InvalidInput(f"--column takes OURS=THEIRS, not {pair!r}", field="--column")
+        mapping[ours.strip()] = theirs.strip()
+    warehouse = connect(state.warehouse)
+    try:
+        with bar(f"Importing {kind}") as progress:
+            report = import_file(
+                warehouse,
+                kind,
+                path,
+                mapping=mapping or None,
+                channel=channel,
+                source_name=source,
+                progress=progress,
+            )
+    finally:
+        warehouse.close()
+    summary = {k: v for k, v in asdict(report).items() if k != "errors"}
+    if fmt is Format.json:
+        render({**summary, "errors": report.errors}, fmt)
+        return
+    render(summary, fmt)
+    if report.errors:
+        render(report.errors, fmt, ["line", "column", "reason"], title="rows kept aside")
 
 
 @app.command()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import tempfile
 import zlib
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -127,8 +128,11 @@ class _Spill:
         self._buffers: list[list[bytes]] = [[] for _ in range(partitions)]
 
     def add(self, record: dict[str, Any]) -> None:
-        index = zlib.crc32(record["o"].encode("utf-8", "surrogatepass")) % self.partitions
-        self._buffers[index].append(orjson.dumps(record) + b"\n")
+        # `<order id as JSON>\t<record as JSON>`: JSON text holds no raw tab, so pass 2
+        # groups the lines by their first field without parsing them
+        key = orjson.dumps(record["o"])
+        index = zlib.crc32(key) % self.partitions
+        self._buffers[index].append(key + b"\t" + orjson.dumps(record) + b"\n")
 
     def flush(self) -> None:
         for index, buffer in enumerate(self._buffers):
@@ -137,20 +141,22 @@ class _Spill:
                     handle.write(b"".join(buffer))
                 buffer.clear()
 
-    def groups(self, index: int) -> dict[str, list[dict[str, Any]]]:
-        """The orders of one partition (deleted once read), lines in file order."""
+    def groups(self, index: int) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """The orders of one partition (deleted once read), each with its lines in file
+        order. The partition is held as its compact JSON lines, parsed an order at a time."""
         path = self.folder / f"{index:04d}.jsonl"
         if not path.exists():
-            return {}
-        orders: dict[str, list[dict[str, Any]]] = {}
+            return
+        orders: dict[bytes, list[bytes]] = {}
         with open(path, "rb") as handle:
             for line in handle:
-                record = orjson.loads(line)
-                orders.setdefault(record["o"], []).append(record)
+                key, _, record = line.partition(b"\t")
+                orders.setdefault(key, []).append(record)
         path.unlink()
-        for records in orders.values():
-            records.sort(key=lambda record: record["l"])
-        return orders
+        while orders:
+            key, lines = orders.popitem()
+            records = sorted((orjson.loads(line) for line in lines), key=lambda r: r["l"])
+            yield orjson.loads(key), records
 
 
 def import_orders(warehouse: Warehouse, options: Options) -> ImportReport:
@@ -182,7 +188,7 @@ def import_orders(warehouse: Warehouse, options: Options) -> ImportReport:
                 sink.write()
                 options.report_progress(table.done(), total)
             for index in range(spill.partitions):
-                for order_id, records in spill.groups(index).items():
+                for order_id, records in spill.groups(index):
                     _order(order_id, records, sink, channel)
                     if sink.pending() >= options.chunk_rows:
                         sink.write()

@@ -168,12 +168,37 @@ def open_table(
 
 
 @dataclass(frozen=True, slots=True)
+class BinaryFile:
+    """A file's bytes (gunzipped when it is gzip), and the raw handle whose position
+    tells how far the reading got."""
+
+    stream: BinaryIO
+    raw: BinaryIO
+    compressed: bool
+
+    def close(self) -> None:
+        self.stream.close()
+        self.raw.close()
+
+
+def open_binary(path: Path) -> BinaryFile:
+    raw = open(path, "rb")  # noqa: SIM115 - closed through BinaryFile.close
+    try:
+        compressed = raw.read(2) == GZIP_MAGIC
+        raw.seek(0)
+        stream: Any = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+        return BinaryFile(stream, raw, compressed)
+    except BaseException:
+        raw.close()
+        raise
+
+
+@dataclass(frozen=True, slots=True)
 class TextFile:
     """A file opened as text, with the raw handle whose position tells the progress."""
 
     text: io.TextIOWrapper
     raw: BinaryIO
-    compressed: bool
 
     def close(self) -> None:
         self.text.close()
@@ -182,21 +207,19 @@ class TextFile:
 
 def open_text(path: Path, errors: str = "strict", newline: str = "") -> TextFile:
     """The file as UTF-8 text (a BOM skipped), gunzipped when it is gzip."""
-    raw = open(path, "rb")  # noqa: SIM115 - closed through TextFile.close
+    binary = open_binary(path)
     try:
-        compressed = raw.read(2) == GZIP_MAGIC
-        raw.seek(0)
-        stream: Any = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
-        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors=errors, newline=newline)
-        return TextFile(text, raw, compressed)
+        text = io.TextIOWrapper(binary.stream, encoding="utf-8-sig", errors=errors, newline=newline)
     except BaseException:
-        raw.close()
+        binary.close()
         raise
+    return TextFile(text, binary.raw)
 
 
 class CsvTable:
     """A CSV file read record by record; `line` is the physical line a record starts on
-    (the header is line 1), exact also past values that span lines."""
+    (the header is line 1), exact also past values that span lines, and the line of
+    text that is not UTF-8 is named too."""
 
     unit = "line"
 
@@ -205,12 +228,13 @@ class CsvTable:
     ) -> None:
         self._path = path
         self._chunk = chunk
-        self._file = open_text(path)
-        self._text, self._raw = self._file.text, self._file.raw
+        self._file = open_binary(path)
         self.compressed = self._file.compressed
         self.total = os.path.getsize(path)
+        self._physical = 0  # lines read so far
+        self._lines = self._decoded_lines()
         try:
-            self._offset, header_line = self._header_line()
+            header_line = self._header_line()
             self.delimiter = max(DELIMITERS, key=header_line.count)
             if not header_line.count(self.delimiter):
                 self.delimiter = ","
@@ -221,41 +245,41 @@ class CsvTable:
             self.close()
             raise
 
-    def _header_line(self) -> tuple[int, str]:
-        lines = 0
-        while True:
+    def _decoded_lines(self) -> Iterator[str]:
+        """The file's lines as text, counted, each decoded on its own so that text that
+        is not UTF-8 is reported with its line."""
+        for data in self._file.stream:
+            self._physical += 1
+            if self._physical == 1:
+                data = data.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark
             try:
-                line = self._text.readline()
+                yield data.decode("utf-8")
             except UnicodeDecodeError:
-                raise _not_utf8(self._path, lines + 1) from None
-            if not line:
-                raise InvalidInput(f"{self._path.name} has no header line", field="path")
-            lines += 1
+                raise _not_utf8(self._path, self._physical) from None
+
+    def _header_line(self) -> str:
+        for line in self._lines:
             if line.strip():
-                return lines, line
+                return line
+        raise InvalidInput(f"{self._path.name} has no header line", field="path")
 
     def done(self) -> int:
-        return min(self._raw.tell(), self.total)
+        return min(self._file.raw.tell(), self.total)
 
     def chunks(self) -> Iterator[list[Row]]:
-        reader = csv.reader(self._text, delimiter=self.delimiter)
+        reader = csv.reader(self._lines, delimiter=self.delimiter)
         width = len(self.header)
         positions = {ours: self.header.index(theirs) for ours, theirs in self.columns.items()}
         chunk: list[Row] = []
-        consumed = 0  # lines the csv reader has consumed so far
         while True:
-            line = self._offset + consumed + 1
+            line = self._physical + 1  # the reader pulls lines only as a record needs them
             try:
                 fields = next(reader)
             except StopIteration:
                 break
-            except UnicodeDecodeError:
-                raise _not_utf8(self._path, line) from None
             except csv.Error as exc:
-                consumed = reader.line_num
                 chunk.append(Row(line, {}, {"line": line}, (None, f"unreadable CSV: {exc}")))
                 continue
-            consumed = reader.line_num
             if not any(field.strip() for field in fields):
                 continue  # a blank line, or only delimiters: not a row
             raw = dict(zip(self.header, fields, strict=False))

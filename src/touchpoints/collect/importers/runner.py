@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from touchpoints.collect.importers.reading import Column, Row, Table, open_table
+from touchpoints.collect.importers.reading import Column, Row, open_table
 from touchpoints.collect.importers.values import RowError, digest
 from touchpoints.collect.normalize import Envelope, normalize, now_us
 from touchpoints.collect.sources import add_source, find_source
@@ -145,6 +145,7 @@ class EventSink:
         self._source_id = source_id
         self._events: list[dict[str, Any]] = []
         self._rejected: list[dict[str, Any]] = []
+        self._warehouse = warehouse
         self._writer: EventWriter = open_writer(warehouse)
 
     def __enter__(self) -> EventSink:
@@ -197,11 +198,10 @@ class EventSink:
         """Queue a rejected_events row; its id is a hash of the kind, source, where (the
         line) and payload, so importing the same file again adds no second copy."""
         payload = payload_text(raw)
+        rejected_id = digest(self.kind, self._source_id, where, self._secret, payload)
         self._rejected.append(
             {
-                "rejected_id": digest(self.kind, self._source_id, where, self._secret, payload)[
-                    :32
-                ],
+                "rejected_id": rejected_id[:32],
                 "source_id": self._source_id,
                 "message_id": message_id,
                 "received_at": self.envelope.received_at_us,
@@ -216,9 +216,20 @@ class EventSink:
 
     def write(self) -> None:
         """Hand the queued rows to the writer (durable when this returns)."""
+        if self._rejected and self._warehouse.engine != "duckdb":
+            self._rejected = self._not_kept_yet(self._rejected)
         if self._events or self._rejected:
             self._writer.write(self._events, self._rejected)
             self._events, self._rejected = [], []
+
+    def _not_kept_yet(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """DuckDB skips a rejected_id it holds; other engines append, so check here."""
+        unique = {row["rejected_id"]: row for row in rows}
+        table = self._warehouse.table("rejected_events")
+        held = table.filter(table.rejected_id.isin(list(unique))).rejected_id
+        for rejected_id in held.to_pyarrow().to_pylist():
+            unique.pop(rejected_id, None)
+        return list(unique.values())
 
 
 Build = Callable[[dict[str, Any]], dict[str, Any]]

@@ -26,7 +26,7 @@ class RowError(Exception):
 
 
 def digest(*parts: object) -> str:
-    """A SHA-256 hex digest of the parts (joined by a separator no file value holds)."""
+    """A SHA-256 hex digest of the parts, joined by the ASCII unit separator (\\x1f)."""
     text = "\x1f".join("" if part is None else str(part) for part in parts)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 

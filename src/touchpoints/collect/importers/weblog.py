@@ -46,10 +46,13 @@ _BOT = re.compile("|".join(re.escape(pattern) for pattern in BOT_PATTERNS), re.I
 
 #: Paths with these extensions are assets, not pages.
 STATIC_EXTENSIONS = frozenset(
-    ".css .js .mjs .map .json .xml .txt .png .jpg .jpeg .gif .svg .ico .webp .avif .bmp "
-    ".tif .tiff .woff .woff2 .ttf .otf .eot .mp4 .webm .mp3 .wav .ogg .m4a .wasm .zip .gz "
-    ".tar .rar .7z .exe .dmg .apk".split()
-)
+    (
+        ".css", ".js", ".mjs", ".map", ".json", ".xml", ".txt", ".png", ".jpg", ".jpeg",
+        ".gif", ".svg", ".ico", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".woff", ".woff2",
+        ".ttf", ".otf", ".eot", ".mp4", ".webm", ".mp3", ".wav", ".ogg", ".m4a", ".wasm",
+        ".zip", ".gz", ".tar", ".rar", ".7z", ".exe", ".dmg", ".apk",
+    )
+)  # fmt: skip
 METHODS = ("GET", "HEAD")
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
