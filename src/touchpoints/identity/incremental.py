@@ -108,10 +108,11 @@ def _quarantines_anyone(
     """Would the new links put an identifier not yet quarantined over a limit?"""
     touched = ibis.union(new.select(n=new.a), new.select(n=new.b), distinct=True)
     links = ibis.union(known, new, distinct=True)
-    near = links.join(touched, (links.a == touched.n) | (links.b == touched.n)).select(
-        "a", "a_kind", "b", "b_kind"
-    )
-    over = over_limit(near.distinct(), config, now)
+    # two equi-joins, not one join on `a = n OR b = n`, which engines run as a loop
+    by_a = links.join(touched, links.a == touched.n).select("a", "a_kind", "b", "b_kind")
+    by_b = links.join(touched, links.b == touched.n).select("a", "a_kind", "b", "b_kind")
+    near = ibis.union(by_a, by_b, distinct=True)
+    over = over_limit(near, config, now)
     flagged = identities.filter(identities.quarantined).select("identifier")
     newly = over.anti_join(flagged, over.identifier == flagged.identifier)
     return int(newly.count().execute()) > 0
