@@ -158,3 +158,44 @@ def test_build_profile_and_keys_from_the_cli(tmp_path: Path, url: str) -> None:
     assert revoked["revoked_at"]
     bad_role = cli("keys", "add", "x", "--role", "owner", warehouse=url)
     assert bad_role.returncode == 2 and "role must be one of" in bad_role.stderr
+
+
+def test_import_reports_bad_lines_and_adds_nothing_twice(tmp_path: Path, url: str) -> None:
+    orders = tmp_path / "till.csv"
+    orders.write_text(
+        "Receipt,When,Item,Amount,Card\n"
+        "R1,2026-03-01T10:00:00Z,SKU-1,19.90,LC1\n"
+        "R1,2026-03-01T10:00:00Z,SKU-2,5.00,LC1\n"
+        "R2,2026-03-02T11:00:00Z,SKU-3,lots,LC2\n"
+        "R3,2026-03-03T12:00:00Z,SKU-1,19.90,LC3\n"
+    )
+    args = (
+        "import",
+        "orders",
+        str(orders),
+        "-c",
+        "order_id=Receipt",
+        "-c",
+        "timestamp=When",
+        "-c",
+        "sku=Item",
+        "-c",
+        "price=Amount",
+        "-c",
+        "loyalty_id=Card",
+        "-f",
+        "json",
+    )
+    first = cli(*args, warehouse=url)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report["bad_rows"] == 1 and report["errors"][0]["line"] == 4
+    count = "SELECT count(*) AS n, sum(revenue) AS revenue FROM events"
+    stored = json.loads(cli("sql", count, "-f", "json", warehouse=url).stdout)[0]
+    assert stored["n"] == 2 and stored["revenue"] == pytest.approx(44.80)
+    assert cli(*args, warehouse=url).returncode == 0
+    again = json.loads(cli("sql", count, "-f", "json", warehouse=url).stdout)[0]
+    assert again["n"] == 2
+    wrong = cli("import", "orders", str(orders), warehouse=url)
+    assert wrong.returncode == 2 and "order_id" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
