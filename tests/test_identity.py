@@ -293,3 +293,29 @@ def test_a_link_that_quarantines_forces_a_full_build(warehouse: Warehouse) -> No
     assert summary.mode == "full" and summary.quarantined == 1
     ids = customers_of(warehouse)
     assert len({ids[f"user_id:u-{i}"] for i in (0, 1, 2, 9)}) == 4
+
+
+def test_settings_are_kept_and_checked(warehouse: Warehouse) -> None:
+    from touchpoints.errors import InvalidInput
+    from touchpoints.identity import build
+
+    load(
+        warehouse,
+        [
+            {"type": "identify", "userId": "m-1", "traits": {"email": "Bo+news@Example.org"}},
+            {"type": "identify", "userId": "m-2", "traits": {"email": "bo@example.org"}},
+        ],
+    )
+    build(warehouse, settings={"strip_plus_addressing": True})
+    ids = customers_of(warehouse)
+    assert ids["user_id:m-1"] == ids["user_id:m-2"]
+    load(
+        warehouse,
+        [{"type": "identify", "userId": "m-3", "traits": {"email": "bo+shop@example.org"}}],
+    )
+    assert resolve(warehouse).mode == "incremental"  # the stored settings still apply
+    assert customers_of(warehouse)["user_id:m-3"] == ids["user_id:m-1"]
+    with pytest.raises(InvalidInput):
+        build(warehouse, settings={"max_links": {"email": 0}})
+    with pytest.raises(InvalidInput):
+        build(warehouse, settings={"colour": "blue"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
@@ -57,13 +58,22 @@ async def post_source(payload: SourceRequest, request: Request) -> Response:
     return JSON({**made.source.as_dict(), "write_key": made.write_key})
 
 
+class BuildRequest(BaseModel):
+    full: bool = False
+    settings: dict[str, Any] = {}
+
+
 @router.post("/build")
-async def post_build(request: Request) -> Response:
+async def post_build(request: Request, payload: BuildRequest | None = None) -> Response:
     """Resolve identities and rebuild profiles from everything acknowledged so far."""
     require(request, "admin")
     services = request.app.state.services
+    payload = payload or BuildRequest()
     await asyncio.to_thread(services.writer.flush)
-    return JSON(await asyncio.to_thread(build, services.warehouse))
+    made = await asyncio.to_thread(
+        build, services.warehouse, full=payload.full, settings=payload.settings
+    )
+    return JSON(made)
 
 
 @router.get("/keys")

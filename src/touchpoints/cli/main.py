@@ -111,11 +111,52 @@ def sources_list(fmt: FormatOpt = Format.table) -> None:
 
 
 @app.command("build")
-def build_command(fmt: FormatOpt = Format.table) -> None:
-    """Resolve identities into customers and rebuild their profiles."""
+def build_command(
+    full: Annotated[bool, typer.Option("--full", help="Rebuild from the whole log.")] = False,
+    country_code: Annotated[
+        str | None, typer.Option(help="Calling code put before national phone numbers, e.g. 44.")
+    ] = None,
+    plus_addressing: Annotated[
+        bool | None,
+        typer.Option(
+            "--strip-plus-addressing/--keep-plus-addressing",
+            help="Treat ana+news@example.com as ana@example.com.",
+        ),
+    ] = None,
+    trait: Annotated[
+        list[str] | None, typer.Option(help="Another trait that identifies a person (repeatable).")
+    ] = None,
+    max_links: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KIND=N: quarantine an identifier linked to more than N of KIND "
+            "(repeatable), e.g. --max-links email=3."
+        ),
+    ] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Resolve identities into customers and rebuild their profiles. Settings given here
+    are kept for later builds."""
+    from touchpoints.errors import InvalidInput
+
+    settings: dict = {}
+    if country_code is not None:
+        settings["country_code"] = country_code
+    if plus_addressing is not None:
+        settings["strip_plus_addressing"] = plus_addressing
+    if trait:
+        settings["traits"] = trait
+    if max_links:
+        limits = {}
+        for pair in max_links:
+            kind, _, number = pair.partition("=")
+            if not kind or not number.isdigit():
+                raise InvalidInput(f"--max-links takes KIND=N, not {pair!r}", field="max_links")
+            limits[kind] = int(number)
+        settings["max_links"] = limits
     target = open_target(state.warehouse)
     try:
-        summary = target.build()
+        summary = target.build(full, settings)
     finally:
         target.close()
     render(summary, fmt)

@@ -21,7 +21,7 @@ class Target(Protocol):
     def sql(self, query: str) -> tuple[list[str], list[dict[str, Any]]]: ...
     def add_source(self, name: str, channel: str) -> dict[str, Any]: ...
     def list_sources(self) -> list[dict[str, Any]]: ...
-    def build(self) -> dict[str, Any]: ...
+    def build(self, full: bool, settings: dict[str, Any]) -> dict[str, Any]: ...
     def profile(self, identifier: str, limit: int) -> dict[str, Any]: ...
     def add_key(self, name: str, role: str) -> dict[str, Any]: ...
     def list_keys(self) -> list[dict[str, Any]]: ...
@@ -44,8 +44,8 @@ class LocalTarget:
     def list_sources(self) -> list[dict[str, Any]]:
         return [s.as_dict() for s in list_sources(self.warehouse)]
 
-    def build(self) -> dict[str, Any]:
-        return build(self.warehouse)
+    def build(self, full: bool, settings: dict[str, Any]) -> dict[str, Any]:
+        return build(self.warehouse, full=full, settings=settings)
 
     def profile(self, identifier: str, limit: int) -> dict[str, Any]:
         return profile(self.warehouse, identifier, limit)
@@ -101,8 +101,8 @@ class RemoteTarget:
     def list_sources(self) -> list[dict[str, Any]]:
         return self._call("GET", "/v1/admin/sources")
 
-    def build(self) -> dict[str, Any]:
-        return self._call("POST", "/v1/admin/build")
+    def build(self, full: bool, settings: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/v1/admin/build", json={"full": full, "settings": settings})
 
     def profile(self, identifier: str, limit: int) -> dict[str, Any]:
         return self._call(

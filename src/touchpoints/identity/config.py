@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
+
+from touchpoints.errors import InvalidInput
 
 #: The most identifiers of each kind that one identifier may be linked to before it is
 #: quarantined. A browser links to one user id, a person to a few emails or phones,
@@ -34,3 +38,39 @@ class IdentityConfig:
     strip_plus_addressing: bool = False
     traits: tuple[str, ...] = ()
     max_links: Mapping[str, int] = field(default_factory=lambda: DEFAULT_MAX_LINKS)
+
+    def to_json(self) -> str:
+        """The settings as JSON (stored in the warehouse with each build)."""
+        return json.dumps(
+            {
+                "country_code": self.country_code,
+                "strip_plus_addressing": self.strip_plus_addressing,
+                "traits": list(self.traits),
+                "max_links": dict(self.max_links),
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> IdentityConfig:
+        return cls().updated(**json.loads(text))
+
+    def updated(self, **changes: Any) -> IdentityConfig:
+        """A copy with `changes` applied and checked (for settings from users)."""
+        unknown = set(changes) - {"country_code", "strip_plus_addressing", "traits", "max_links"}
+        if unknown:
+            raise InvalidInput(f"unknown identity setting {sorted(unknown)[0]!r}", field="identity")
+        if "country_code" in changes and not str(changes["country_code"]).isdigit():
+            raise InvalidInput("country_code is digits only, e.g. 44", field="country_code")
+        limits = changes.get("max_links")
+        if limits is not None:
+            if not all(isinstance(v, int) and v >= 1 for v in dict(limits).values()):
+                raise InvalidInput(
+                    "each max_links limit is a whole number of at least 1", field="max_links"
+                )
+            changes["max_links"] = dict(limits)
+        if "traits" in changes:
+            changes["traits"] = tuple(str(t) for t in changes["traits"])
+        if "country_code" in changes:
+            changes["country_code"] = str(changes["country_code"])
+        return replace(self, **changes)

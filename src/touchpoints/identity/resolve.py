@@ -45,19 +45,21 @@ SETTINGS = "identity_settings"
 def resolve(
     warehouse: Warehouse, config: IdentityConfig | None = None, *, full: bool = False
 ) -> ResolveSummary:
-    """Bring `identities` up to date with the event log.
+    """Bring `identities` up to date with the event log. Without `config`, the settings
+    of the last build (stored in `meta`) apply, else the defaults.
 
     After a first (full) build, a run looks only at events received since the last one
     and at the links they add (`incremental.py`), unless `full` is asked for or a new
     link quarantines an identifier (which may split people: then everything is redone).
     """
-    config = config or IdentityConfig()
+    stored = warehouse.get_meta(SETTINGS)
+    config = config or (IdentityConfig.from_json(stored) if stored else IdentityConfig())
     now = datetime.now(UTC)
     events = warehouse.table("events")
     high = events.received_at.max().to_pyarrow().as_py()
     watermark = warehouse.get_meta(WATERMARK)
-    settings = repr(config)
-    same_settings = warehouse.get_meta(SETTINGS) == settings  # new rules: redo all
+    settings = config.to_json()
+    same_settings = stored == settings  # new rules: redo everything
     with Scratch(warehouse) as store:
         incremental = not full and same_settings and watermark is not None
         if incremental and warehouse.count("identities") > 0:
