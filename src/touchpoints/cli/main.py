@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Annotated
 
@@ -11,7 +13,7 @@ import typer
 from rich.console import Console
 
 from touchpoints.cli.output import Format, render
-from touchpoints.cli.target import open_target
+from touchpoints.cli.target import Target, open_target
 from touchpoints.errors import TouchpointsError
 from touchpoints.warehouse import CHANNELS, default_url
 
@@ -35,6 +37,17 @@ class _State:
 
 
 state = _State()
+
+
+@contextmanager
+def _target() -> Iterator[Target]:
+    """The running server that owns the warehouse, or the warehouse itself."""
+    target = open_target(state.warehouse)
+    try:
+        yield target
+    finally:
+        target.close()
+
 
 WarehouseOpt = Annotated[
     str | None,
@@ -74,11 +87,8 @@ def sql(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Run a read-only SQL query on the warehouse for a quick look at any table."""
-    target = open_target(state.warehouse)
-    try:
+    with _target() as target:
         columns, rows = target.sql(query)
-    finally:
-        target.close()
     render(rows, fmt, columns)
 
 
@@ -89,11 +99,8 @@ def sources_add(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Create a source and print its write key (shown this once only)."""
-    target = open_target(state.warehouse)
-    try:
+    with _target() as target:
         made = target.add_source(name, channel)
-    finally:
-        target.close()
     render(made, fmt)
     if fmt is Format.table:
         err.print("Keep the write key now: only its hash is stored.")
@@ -102,11 +109,8 @@ def sources_add(
 @sources_app.command("list")
 def sources_list(fmt: FormatOpt = Format.table) -> None:
     """List the sources (never their keys)."""
-    target = open_target(state.warehouse)
-    try:
+    with _target() as target:
         rows = target.list_sources()
-    finally:
-        target.close()
     render(rows, fmt, ["source_id", "name", "channel", "write_key_prefix", "created_at"])
 
 
@@ -154,11 +158,8 @@ def build_command(
                 raise InvalidInput(f"--max-links takes KIND=N, not {pair!r}", field="max_links")
             limits[kind] = int(number)
         settings["max_links"] = limits
-    target = open_target(state.warehouse)
-    try:
+    with _target() as target:
         summary = target.build(full, settings)
-    finally:
-        target.close()
     render(summary, fmt)
 
 
@@ -176,11 +177,8 @@ def profile_command(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Show a customer's profile and cross-channel timeline."""
-    target = open_target(state.warehouse)
-    try:
+    with _target() as target:
         found = target.profile(identifier, limit)
-    finally:
-        target.close()
     timeline = found.pop("timeline")
     if fmt is Format.json:
         render({**found, "timeline": timeline}, fmt)
@@ -197,22 +195,16 @@ def keys_add(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Make an API key and print it (shown this once only)."""
-    target = open_target(state.warehouse)
-    try:
+    with _target() as target:
         made = target.add_key(name, role)
-    finally:
-        target.close()
     render(made, fmt)
 
 
 @keys_app.command("list")
 def keys_list(fmt: FormatOpt = Format.table) -> None:
     """List the API keys (never the keys themselves)."""
-    target = open_target(state.warehouse)
-    try:
+    with _target() as target:
         rows = target.list_keys()
-    finally:
-        target.close()
     render(rows, fmt, ["key_id", "name", "role", "key_prefix", "created_at", "revoked_at"])
 
 
@@ -222,11 +214,8 @@ def keys_revoke(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Revoke an API key at once."""
-    target = open_target(state.warehouse)
-    try:
+    with _target() as target:
         render(target.revoke_key(key_id), fmt)
-    finally:
-        target.close()
 
 
 @app.command("import")
