@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from touchpoints.api.auth import require
+from touchpoints.api.auth import off_loop, require
 from touchpoints.api.responses import JSON
 from touchpoints.collect.sources import add_source, list_sources
 from touchpoints.identity import build
@@ -35,25 +35,25 @@ class KeyRequest(BaseModel):
 @router.post("/sql")
 async def run_sql(payload: SqlRequest, request: Request) -> Response:
     """Run one read-only query; rows come back as a list of objects."""
-    require(request, "admin")
+    await require(request, "admin")
     services = request.app.state.services
     await asyncio.to_thread(services.writer.flush)  # read what was acknowledged
-    table = await asyncio.to_thread(services.warehouse.query, payload.sql)
+    table = await off_loop(request, services.warehouse.query, payload.sql)
     return JSON({"columns": table.column_names, "rows": table.to_pylist()})
 
 
 @router.get("/sources")
 async def get_sources(request: Request) -> Response:
-    require(request, "admin")
-    sources = list_sources(request.app.state.services.warehouse)
+    await require(request, "admin")
+    sources = await off_loop(request, list_sources, request.app.state.services.warehouse)
     return JSON([s.as_dict() for s in sources])
 
 
 @router.post("/sources")
 async def post_source(payload: SourceRequest, request: Request) -> Response:
-    require(request, "admin")
+    await require(request, "admin")
     services = request.app.state.services
-    made = add_source(services.warehouse, payload.name, payload.channel)
+    made = await off_loop(request, add_source, services.warehouse, payload.name, payload.channel)
     services.collector.registry.remember(made)
     return JSON({**made.source.as_dict(), "write_key": made.write_key})
 
@@ -66,30 +66,34 @@ class BuildRequest(BaseModel):
 @router.post("/build")
 async def post_build(request: Request, payload: BuildRequest | None = None) -> Response:
     """Resolve identities and rebuild profiles from everything acknowledged so far."""
-    require(request, "admin")
+    await require(request, "admin")
     services = request.app.state.services
     payload = payload or BuildRequest()
     await asyncio.to_thread(services.writer.flush)
-    made = await asyncio.to_thread(
-        build, services.warehouse, full=payload.full, settings=payload.settings
+    made = await off_loop(
+        request, build, services.warehouse, full=payload.full, settings=payload.settings
     )
     return JSON(made)
 
 
 @router.get("/keys")
 async def get_keys(request: Request) -> Response:
-    require(request, "admin")
-    return JSON([k.as_dict() for k in list_keys(request.app.state.services.warehouse)])
+    await require(request, "admin")
+    keys = await off_loop(request, list_keys, request.app.state.services.warehouse)
+    return JSON([k.as_dict() for k in keys])
 
 
 @router.post("/keys")
 async def post_key(payload: KeyRequest, request: Request) -> Response:
-    require(request, "admin")
-    key, secret = add_key(request.app.state.services.warehouse, payload.name, payload.role)
+    await require(request, "admin")
+    key, secret = await off_loop(
+        request, add_key, request.app.state.services.warehouse, payload.name, payload.role
+    )
     return JSON({**key.as_dict(), "key": secret})
 
 
 @router.post("/keys/{key_id}/revoke")
 async def post_revoke(key_id: str, request: Request) -> Response:
-    require(request, "admin")
-    return JSON(revoke_key(request.app.state.services.warehouse, key_id).as_dict())
+    await require(request, "admin")
+    revoked = await off_loop(request, revoke_key, request.app.state.services.warehouse, key_id)
+    return JSON(revoked.as_dict())

@@ -3,6 +3,8 @@ endpoints are served by `touchpoints.api.collect_asgi`.)"""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -20,7 +22,8 @@ def _collector(request: Request) -> Collector:
 @router.get("/v1/projects/{write_key}/settings", tags=["collect"])
 async def project_settings(write_key: str, request: Request) -> Response:
     """The settings analytics.js loads at start: send everything to this collector."""
-    source = _collector(request).registry.lookup(write_key)
+    registry = _collector(request).registry
+    source = registry.cached(write_key) or await asyncio.to_thread(registry.lookup, write_key)
     if source is None:
         raise NotFound("no source has this write key", field="writeKey")
     host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"

@@ -77,7 +77,7 @@ class Collector:
         burst = max(self.settings.burst or 2 * self.settings.rate_limit, Limits.BATCH_EVENTS)
         self.limiter = RateLimiter(self.settings.rate_limit, burst)
 
-    def authenticate(self, headers: Mapping[str, str], document: Any) -> Source:
+    async def authenticate(self, headers: Mapping[str, str], document: Any) -> Source:
         key = key_from_request(headers, document)
         if key is None:
             raise Unauthorized(
@@ -85,7 +85,7 @@ class Collector:
                 "or as the user name of HTTP Basic auth",
                 field="writeKey",
             )
-        source = self.registry.lookup(key)
+        source = self.registry.cached(key) or await asyncio.to_thread(self.registry.lookup, key)
         if source is None:
             raise Unauthorized("the write key is not known (revoked, or a typo)", field="writeKey")
         return source
@@ -99,7 +99,7 @@ class Collector:
         limit = Limits.BATCH_BYTES if is_batch else Limits.EVENT_BYTES
         data = inflate(body, headers.get("content-encoding"), limit)
         document = parse_json(data, headers.get("content-type"))
-        source = self.authenticate(headers, document)
+        source = await self.authenticate(headers, document)
         if not isinstance(document, dict):
             raise InvalidInput("the body must be a JSON object", field="body")
         ip = self._client_ip(headers, client_ip)

@@ -113,14 +113,20 @@ class SourceRegistry:
         self._unknown: dict[str, float] = {}  # hash -> when it was last found missing
         self._lock = threading.Lock()
 
+    def cached(self, write_key: str) -> Source | None:
+        """The source of a key seen before, without touching the warehouse."""
+        return self._by_hash.get(hash_key(write_key))
+
     def lookup(self, write_key: str) -> Source | None:
+        """The source of a key, asking the warehouse on a miss (call it off the event
+        loop: it may wait for the warehouse lock)."""
         digest = hash_key(write_key)
         found = self._by_hash.get(digest)
         if found is not None:
             return found
         if time.monotonic() - self._unknown.get(digest, -UNKNOWN_TTL) < UNKNOWN_TTL:
             return None  # asked a moment ago: do not query the warehouse again
-        with self._lock:
+        with self._lock, self._warehouse.lock:
             table = self._warehouse.table("sources")
             rows = table.filter(table.write_key_hash == digest).to_pyarrow().to_pylist()
             if not rows:

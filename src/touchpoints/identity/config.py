@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 from touchpoints.errors import InvalidInput
+
+_TRAIT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 #: The most identifiers of each kind that one identifier may be linked to before it is
 #: quarantined. A browser links to one user id, a person to a few emails or phones,
@@ -53,24 +56,55 @@ class IdentityConfig:
 
     @classmethod
     def from_json(cls, text: str) -> IdentityConfig:
-        return cls().updated(**json.loads(text))
+        data = json.loads(text)
+        limits = data.pop("max_links", None)
+        config = cls().updated(**data)
+        # stored limits are complete: they replace the defaults, not adjust them
+        return replace(config, max_links=dict(limits)) if limits is not None else config
 
     def updated(self, **changes: Any) -> IdentityConfig:
-        """A copy with `changes` applied and checked (for settings from users)."""
+        """A copy with `changes` applied and checked (settings typed by users). A
+        `max_links` change adjusts the limits it names and keeps the others."""
         unknown = set(changes) - {"country_code", "strip_plus_addressing", "traits", "max_links"}
         if unknown:
             raise InvalidInput(f"unknown identity setting {sorted(unknown)[0]!r}", field="identity")
-        if "country_code" in changes and not str(changes["country_code"]).isdigit():
-            raise InvalidInput("country_code is digits only, e.g. 44", field="country_code")
-        limits = changes.get("max_links")
-        if limits is not None:
-            if not all(isinstance(v, int) and v >= 1 for v in dict(limits).values()):
-                raise InvalidInput(
-                    "each max_links limit is a whole number of at least 1", field="max_links"
-                )
-            changes["max_links"] = dict(limits)
-        if "traits" in changes:
-            changes["traits"] = tuple(str(t) for t in changes["traits"])
         if "country_code" in changes:
-            changes["country_code"] = str(changes["country_code"])
+            code = changes["country_code"]
+            if not (
+                isinstance(code, str | int)
+                and not isinstance(code, bool)
+                and str(code).isascii()
+                and str(code).isdigit()
+                and len(str(code)) <= 4
+            ):
+                raise InvalidInput("country_code is 1 to 4 digits, e.g. 44", field="country_code")
+            changes["country_code"] = str(code)
+        if "strip_plus_addressing" in changes and not isinstance(
+            changes["strip_plus_addressing"], bool
+        ):
+            raise InvalidInput(
+                "strip_plus_addressing is true or false", field="strip_plus_addressing"
+            )
+        if "traits" in changes:
+            traits = changes["traits"]
+            if not isinstance(traits, list | tuple) or not all(
+                isinstance(t, str) and _TRAIT.match(t) for t in traits
+            ):
+                raise InvalidInput(
+                    "traits is a list of trait names (letters, digits, _)", field="traits"
+                )
+            changes["traits"] = tuple(traits)
+        if "max_links" in changes:
+            limits = changes["max_links"]
+            if not isinstance(limits, Mapping) or not all(
+                isinstance(k, str)
+                and isinstance(v, int)
+                and not isinstance(v, bool)
+                and 1 <= v <= 1_000_000_000
+                for k, v in limits.items()
+            ):
+                raise InvalidInput(
+                    "max_links maps kinds to whole numbers of at least 1", field="max_links"
+                )
+            changes["max_links"] = {**self.max_links, **limits}
         return replace(self, **changes)

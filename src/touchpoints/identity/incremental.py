@@ -137,7 +137,9 @@ def _merges(node_owner: ir.Table, mapped: ir.Table, now: datetime) -> ir.Table:
         near=ibis.ifelse(mapped.a == absorbed.node, mapped.other, mapped.via),
         far=ibis.ifelse(mapped.a == absorbed.node, mapped.via, mapped.other),
     )
-    how = touching.group_by("merged").agg(via=touching.near.min(), other=touching.far.min())
+    how = touching.group_by("merged").agg(
+        via=touching.near.min(), other=touching.far.argmin(touching.near)
+    )
     rows = absorbed.left_join(how, absorbed.node == how.merged)
     return rows.select(
         customer_id=absorbed.customer_id,
@@ -161,7 +163,9 @@ def _write(
     moved = node_owner.filter(~node_owner.node.contains(":")).select(
         old=node_owner.node, new=node_owner.customer_id
     )
-    seen = fresh_nodes.select(s_id=fresh_nodes.identifier, s_last=fresh_nodes.last_seen)
+    seen = fresh_nodes.select(
+        s_id=fresh_nodes.identifier, s_first=fresh_nodes.first_seen, s_last=fresh_nodes.last_seen
+    )
     old = identities.left_join(moved, identities.customer_id == moved.old).left_join(
         seen, identities.identifier == seen.s_id
     )
@@ -170,7 +174,9 @@ def _write(
         kind=identities.kind,
         customer_id=ibis.coalesce(old.new, identities.customer_id),
         quarantined=identities.quarantined,
-        first_seen=identities.first_seen,
+        first_seen=ibis.least(
+            identities.first_seen, ibis.coalesce(old.s_first, identities.first_seen)
+        ),
         last_seen=ibis.greatest(
             identities.last_seen, ibis.coalesce(old.s_last, identities.last_seen)
         ),
@@ -200,14 +206,18 @@ def _touch(
     now: datetime,
 ) -> None:
     """Nothing new to link: only last-seen times move."""
-    seen = fresh_nodes.select(s_id=fresh_nodes.identifier, s_last=fresh_nodes.last_seen)
+    seen = fresh_nodes.select(
+        s_id=fresh_nodes.identifier, s_first=fresh_nodes.first_seen, s_last=fresh_nodes.last_seen
+    )
     joined = identities.left_join(seen, identities.identifier == seen.s_id)
     updated = joined.select(
         identifier=identities.identifier,
         kind=identities.kind,
         customer_id=identities.customer_id,
         quarantined=identities.quarantined,
-        first_seen=identities.first_seen,
+        first_seen=ibis.least(
+            identities.first_seen, ibis.coalesce(joined.s_first, identities.first_seen)
+        ),
         last_seen=ibis.greatest(
             identities.last_seen, ibis.coalesce(joined.s_last, identities.last_seen)
         ),

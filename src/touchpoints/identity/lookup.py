@@ -6,10 +6,11 @@ from typing import Any
 
 import ibis
 
-from touchpoints.errors import NotFound
+from touchpoints.errors import InvalidInput, NotFound
 from touchpoints.identity.attribution import with_customer
 from touchpoints.identity.config import IdentityConfig
 from touchpoints.identity.identifiers import normalise
+from touchpoints.identity.resolve import SETTINGS
 from touchpoints.warehouse import Warehouse
 
 KINDS = ("user_id", "anonymous_id", "email", "phone", "loyalty_id")
@@ -33,7 +34,11 @@ def candidates(
 ) -> list[str]:
     """The `kind:value` forms an identifier typed by a person may stand for, normalised
     by the same expressions identity resolution uses (so the two never disagree)."""
-    config = config or IdentityConfig()
+    if config is None:
+        stored = warehouse.get_meta(SETTINGS)  # the rules the last build used
+        config = IdentityConfig.from_json(stored) if stored else IdentityConfig()
+    if not identifier or any(ord(c) < 32 for c in identifier) or len(identifier) > 512:
+        raise InvalidInput("an identifier is 1 to 512 printable characters", field="identifier")
     known = KINDS + config.traits
     kind, _, value = identifier.partition(":")
     kinds, raw = ((kind,), value) if value and kind in known else (known, identifier)
@@ -49,11 +54,12 @@ def find_customer(warehouse: Warehouse, identifier: str) -> str:
     identities = warehouse.table("identities")
     rows = (
         identities.filter(identities.identifier.isin(forms))
-        .select("customer_id")
-        .distinct()
+        .select("identifier", "customer_id")
         .to_pyarrow()
         .to_pylist()
     )
+    # a bare value can match several kinds: the first form (kinds in KINDS order) wins
+    rows.sort(key=lambda row: forms.index(row["identifier"]))
     if not rows:
         raise NotFound(
             f"no customer has the identifier {identifier!r} (has "

@@ -197,6 +197,11 @@ def _owners(labels: ir.Table, previous: ir.Table) -> ir.Table:
     components = labels.select("label").distinct()
     joined = components.left_join(kept, components.label == kept.label)
     fresh = "cus_" + md5_hex(joined.label).substr(0, 20)
+    # after a split, a new id could equal one another component keeps: derive it again
+    taken = kept.select(taken=kept.kept)
+    fresh = ibis.ifelse(
+        fresh.isin(taken.taken), "cus_" + md5_hex(joined.label + "#split").substr(0, 20), fresh
+    )
     inherited = heirs.join(kept, heirs.label == kept.label).select(
         label=heirs.label, inherited=heirs.customer_id
     )
@@ -229,10 +234,10 @@ def _merges(
     ).select(
         customer_id=absorbed.customer_id, merged=absorbed.inherited, via=linked.b, other=linked.a
     )
-    how = (
-        ibis.union(forward, backward)
-        .group_by("customer_id", "merged")
-        .agg(via=ibis._.via.min(), other=ibis._.other.min())
+    both = ibis.union(forward, backward)
+    how = both.group_by("customer_id", "merged").agg(
+        via=both.via.min(),
+        other=both.other.argmin(both.via),  # both ends of one link
     )
     rows = absorbed.left_join(
         how, (absorbed.customer_id == how.customer_id) & (absorbed.inherited == how.merged)

@@ -4,6 +4,7 @@ sources (`touchpoints.collect.sources`) and can only collect."""
 
 from __future__ import annotations
 
+import hmac
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,7 +82,8 @@ def revoke_key(warehouse: Warehouse, key_id: str) -> ApiKey:
 
 
 class KeyChecker:
-    """Answers 'may this credential do that?' for the API, caching valid keys briefly."""
+    """Answers 'may this credential do that?' for the API (a revocation counts at once:
+    nothing is cached)."""
 
     def __init__(self, warehouse: Warehouse, control_token: str | None = None) -> None:
         self._warehouse = warehouse
@@ -94,14 +96,16 @@ class KeyChecker:
             raise Unauthorized(
                 "an API key is required (Authorization: Bearer <key>)", field="Authorization"
             )
-        if self._control_token is not None and credential == self._control_token:
+        if self._control_token is not None and hmac.compare_digest(
+            credential.encode(), self._control_token.encode()
+        ):
             return "admin"
         if credential.startswith(WRITE_KEY_PREFIX):
             raise Forbidden(
                 "a write key can only send events; use a read or admin key", field="Authorization"
             )
         digest = hash_key(credential)
-        with self._lock:
+        with self._lock, self._warehouse.lock:
             table = self._warehouse.table("api_keys")
             rows = table.filter(table.key_hash == digest).to_pyarrow().to_pylist()
         if not rows or rows[0]["revoked_at"] is not None:

@@ -51,6 +51,11 @@ class Warehouse:
     path: Path | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while one thread uses the Ibis connection (one per process)."""
+        return self._lock
+
     # -- reading -----------------------------------------------------------------
     def table(self, name: str) -> ibis.Table:
         """An Ibis table expression of one of the warehouse's tables."""
