@@ -53,7 +53,7 @@ def resolve_new(
         "new_ids",
     )
     if int(new_links.count().execute()) == 0 and int(new_ids.count().execute()) == 0:
-        _touch(warehouse, store, identities, fresh_nodes, now)
+        _write(warehouse, store, identities, fresh_nodes, new_ids, None, now)  # times only
         return summarise(warehouse, 0, "unchanged")
 
     usable = _without_quarantined(new_links, identities)
@@ -156,10 +156,16 @@ def _write(
     identities: ir.Table,
     fresh_nodes: ir.Table,
     new_ids: ir.Table,
-    node_owner: ir.Table,
+    node_owner: ir.Table | None,
     now: datetime,
 ) -> None:
+    """Rewrite `identities`: customers moved by merges, new identifiers added, first and
+    last seen times widened. Without `node_owner` nothing moves (only times change)."""
     stamp = ibis.literal(now, type="timestamp('UTC')")
+    if node_owner is None:
+        node_owner = ibis.memtable(
+            {"node": [], "customer_id": []}, schema={"node": "string", "customer_id": "string"}
+        )
     moved = node_owner.filter(~node_owner.node.contains(":")).select(
         old=node_owner.node, new=node_owner.customer_id
     )
@@ -196,31 +202,3 @@ def _write(
     )
     # staged first: a table cannot be rewritten from a query that reads it (Spark)
     warehouse.replace("identities", store(ibis.union(kept, added), "identities_next"))
-
-
-def _touch(
-    warehouse: Warehouse,
-    store: Scratch,
-    identities: ir.Table,
-    fresh_nodes: ir.Table,
-    now: datetime,
-) -> None:
-    """Nothing new to link: only last-seen times move."""
-    seen = fresh_nodes.select(
-        s_id=fresh_nodes.identifier, s_first=fresh_nodes.first_seen, s_last=fresh_nodes.last_seen
-    )
-    joined = identities.left_join(seen, identities.identifier == seen.s_id)
-    updated = joined.select(
-        identifier=identities.identifier,
-        kind=identities.kind,
-        customer_id=identities.customer_id,
-        quarantined=identities.quarantined,
-        first_seen=ibis.least(
-            identities.first_seen, ibis.coalesce(joined.s_first, identities.first_seen)
-        ),
-        last_seen=ibis.greatest(
-            identities.last_seen, ibis.coalesce(joined.s_last, identities.last_seen)
-        ),
-        resolved_at=ibis.literal(now, type="timestamp('UTC')"),
-    )
-    warehouse.replace("identities", store(updated, "identities_next"))
