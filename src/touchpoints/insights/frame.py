@@ -119,7 +119,9 @@ class Condition:
         if not sep:
             name, sep, value = text.partition("=")
         if not sep or not name.strip():
-            raise InvalidInput(f"a condition is FIELD=VALUE or FIELD!=VALUE, not {text!r}", "where")
+            raise InvalidInput(
+                f"a condition is FIELD=VALUE or FIELD!=VALUE, not {text!r}", field="where"
+            )
         return cls(name.strip(), value.strip(), negate)
 
 

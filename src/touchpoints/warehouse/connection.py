@@ -120,7 +120,22 @@ class Warehouse:
             if self.engine == "duckdb":
                 insert_arrow_duckdb(self.backend.con, name, rows)
             else:
-                self.backend.insert(name, rows, **self._db_kw())
+                self._insert_spark(name, rows)
+
+    def _insert_spark(self, name: str, rows: pa.Table) -> None:
+        """Append Arrow rows to a Spark table without a trip through pandas, which turns
+        missing numbers into NaN (and a null in an integer column into nulls for all)."""
+        session = self.backend._session
+        target = session.table(_spark_name(name, self.database))
+        columns = []
+        for spark_field in target.schema.fields:
+            if spark_field.name in rows.column_names:
+                columns.append(rows.column(spark_field.name))
+            else:
+                columns.append(pa.nulls(rows.num_rows))
+        aligned = pa.table(columns, names=target.schema.names)
+        frame = session.createDataFrame(aligned, schema=target.schema)
+        frame.write.insertInto(_spark_name(name, self.database))
 
     def update_rows(
         self, name: str, key_column: str, key_value: Any, values: dict[str, Any]
@@ -166,6 +181,14 @@ class Warehouse:
         with self._lock:
             self.backend.create_table(name, expr, overwrite=True, **self._db_kw())
         return self.table(name)
+
+    def truncate(self, name: str) -> None:
+        """Remove every row of a table, keeping the table, its keys and constraints."""
+        with self._lock:
+            if self.engine == "duckdb":
+                self.backend.raw_sql(f"DELETE FROM {_quote(name)}")
+            else:
+                self.backend._session.sql(f"TRUNCATE TABLE {_spark_name(name, self.database)}")
 
     def drop(self, name: str) -> None:
         with self._lock:
@@ -392,6 +415,10 @@ def _parse_read_only(sql: str, engine: str) -> str:
             field="sql",
         )
     return sql.strip().rstrip(";")
+
+
+def _spark_name(name: str, database: str | None) -> str:
+    return f"`{database}`.`{name}`" if database else f"`{name}`"
 
 
 def _quote(name: str) -> str:
