@@ -9,7 +9,14 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import touchpoints
-from touchpoints.api import admin_routes, collect_asgi, collector_routes, errors, profile_routes
+from touchpoints.api import (
+    admin_routes,
+    collect_asgi,
+    collector_routes,
+    errors,
+    insights_routes,
+    profile_routes,
+)
 from touchpoints.api.collect_asgi import CollectorASGI
 from touchpoints.collect.collector import Collector, CollectorSettings
 from touchpoints.collect.sources import SourceRegistry
@@ -69,5 +76,6 @@ def create_app(services: Services) -> CollectorASGI:
     app.include_router(collector_routes.router)
     app.include_router(admin_routes.router)
     app.include_router(profile_routes.router)
+    app.include_router(insights_routes.router)
     collect_asgi.document(app)
     return CollectorASGI(app, services.collector)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from touchpoints.cli import insights
+from touchpoints.cli.context import FormatOpt, state
+from touchpoints.cli.context import reach as _target
 from touchpoints.cli.output import Format, render
-from touchpoints.cli.target import Target, open_target
 from touchpoints.errors import TouchpointsError
-from touchpoints.warehouse import CHANNELS, default_url
+from touchpoints.warehouse import CHANNELS
 
 app = typer.Typer(
     name="touchpoints",
@@ -28,25 +28,9 @@ sources_app = typer.Typer(help="Event sources and their write keys.", no_args_is
 app.add_typer(sources_app, name="sources")
 keys_app = typer.Typer(help="API keys: read (insights, profiles) and admin.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+insights.register(app)
 
 err = Console(stderr=True)
-
-
-class _State:
-    warehouse: str = default_url()
-
-
-state = _State()
-
-
-@contextmanager
-def _target() -> Iterator[Target]:
-    """The running server that owns the warehouse, or the warehouse itself."""
-    target = open_target(state.warehouse)
-    try:
-        yield target
-    finally:
-        target.close()
 
 
 WarehouseOpt = Annotated[
@@ -58,7 +42,6 @@ WarehouseOpt = Annotated[
         show_default=False,
     ),
 ]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
 
 @app.callback()

@@ -52,7 +52,7 @@ def render(
     for name in names:
         table.add_column(name, overflow="fold")
     for record in records:
-        table.add_row(*[_text(record.get(n)) for n in names])
+        table.add_row(*[_cell(record.get(n)) for n in names])
     Console().print(table)
 
 
@@ -70,3 +70,12 @@ def _text(value: Any) -> str:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return str(value)
+
+
+def _cell(value: Any) -> str:
+    """A table cell: like `_text`, with floats rounded for reading (CSV keeps them whole)."""
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return ""
+        return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4f}".rstrip("0").rstrip(".")
+    return _text(value)

@@ -12,6 +12,7 @@ import httpx
 from touchpoints.collect.sources import add_source, list_sources
 from touchpoints.errors import TouchpointsError, WarehouseError
 from touchpoints.identity import build, profile
+from touchpoints.insights.reports import run_report
 from touchpoints.privacy.keys import add_key, list_keys, revoke_key
 from touchpoints.warehouse import connect, duckdb_path
 from touchpoints.warehouse.ownership import ServerInfo, running_server
@@ -26,6 +27,7 @@ class Target(Protocol):
     def add_key(self, name: str, role: str) -> dict[str, Any]: ...
     def list_keys(self) -> list[dict[str, Any]]: ...
     def revoke_key(self, key_id: str) -> dict[str, Any]: ...
+    def report(self, name: str, params: dict[str, Any]) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -59,6 +61,9 @@ class LocalTarget:
 
     def revoke_key(self, key_id: str) -> dict[str, Any]:
         return revoke_key(self.warehouse, key_id).as_dict()
+
+    def report(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        return run_report(self.warehouse, name, params).as_dict()
 
     def close(self) -> None:
         self.warehouse.close()
@@ -117,6 +122,9 @@ class RemoteTarget:
 
     def revoke_key(self, key_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/admin/keys/{quote(key_id, safe='')}/revoke")
+
+    def report(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self._call("GET", f"/v1/insights/{quote(name, safe='')}", params=params)
 
     def close(self) -> None:
         self.client.close()
