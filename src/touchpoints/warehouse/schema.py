@@ -176,6 +176,52 @@ API_KEYS = ibis.schema(
     }
 )
 
+#: Saved segment rules (see `touchpoints.insights.segments`), by unique name.
+SEGMENTS = ibis.schema(
+    {
+        "name": dt.String(nullable=False),
+        "definition": dt.String(nullable=False),
+        "created_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "updated_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
+#: The size of each saved segment every time it was computed: its size over time.
+SEGMENT_SIZES = ibis.schema(
+    {
+        "name": dt.String(nullable=False),
+        "computed_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "size": dt.Int64(nullable=False),
+    }
+)
+
+#: Consent history: one row per decision of a person for a purpose; never rewritten.
+CONSENTS = ibis.schema(
+    {
+        "consent_id": dt.String(nullable=False),
+        "subject": dt.String(nullable=False),
+        "purpose": dt.String(nullable=False),
+        "status": dt.String(nullable=False),
+        "source": dt.String(nullable=False),
+        "policy_version": dt.string,
+        "recorded_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "received_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
+#: Who did what to whose data, when and why: append-only.
+AUDIT_LOG = ibis.schema(
+    {
+        "audit_id": dt.String(nullable=False),
+        "at": dt.Timestamp(timezone="UTC", nullable=False),
+        "actor": dt.String(nullable=False),
+        "action": dt.String(nullable=False),
+        "subject": dt.string,
+        "reason": dt.string,
+        "details": dt.string,
+    }
+)
+
 #: Key/value facts about the warehouse itself, such as the schema version.
 META = ibis.schema({"key": dt.String(nullable=False), "value": dt.string})
 
@@ -190,6 +236,10 @@ TABLES: dict[str, ibis.Schema] = {
     "identity_quarantine": IDENTITY_QUARANTINE,
     "profiles": PROFILES,
     "api_keys": API_KEYS,
+    "segments": SEGMENTS,
+    "segment_sizes": SEGMENT_SIZES,
+    "consents": CONSENTS,
+    "audit_log": AUDIT_LOG,
     "meta": META,
 }
 
@@ -205,6 +255,9 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "sources": ("source_id",),
     "spend": ("import_key",),
     "api_keys": ("key_id",),
+    "segments": ("name",),
+    "consents": ("consent_id",),
+    "audit_log": ("audit_id",),
     "meta": ("key",),
 }
 
