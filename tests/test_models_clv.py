@@ -340,3 +340,29 @@ def test_bad_spend_and_transactions_are_invalid_input(transactions: pd.DataFrame
     with pytest.raises(InvalidInput) as caught:
         BGNBDFit(0.2, 4.0, 0.8, 2.4, 0.0, 1).probability_alive([1.0], [5.0], [4.0])
     assert caught.value.field == "recency"
+
+
+def test_hypergeometric_series_fallback_matches_scipy() -> None:
+    """The series used when SciPy's hyp2f1 fails agrees with it wherever SciPy works."""
+    from scipy.special import hyp2f1
+
+    from touchpoints.models.clv import _hyp2f1_series
+
+    rng = np.random.default_rng(5)
+    a = rng.uniform(0.2, 30, 200)
+    b = rng.uniform(0.5, 3000, 200)
+    c = b + rng.uniform(0.1, 2000, 200)
+    z = rng.uniform(0.0, 0.6, 200)
+    np.testing.assert_allclose(_hyp2f1_series(a, b, c, z), hyp2f1(a, b, c, z), rtol=1e-9)
+
+
+def test_runaway_bgnbd_parameters_still_predict() -> None:
+    """Data without heterogeneity drives a and b to millions, where SciPy's hyp2f1 gives NaN;
+    predictions stay finite, grow with the horizon and match the moderate-parameter trend."""
+    fit = BGNBDFit(r=2.0, alpha=30.0, a=4e6, b=1.1e7, log_likelihood=0.0, customers=12)
+    x, tx, tt = np.array([0.0, 3.0, 5.0]), np.array([0.0, 40.0, 80.0]), np.array([90.0] * 3)
+    short = fit.expected_purchases(30.0, x, tx, tt)
+    long = fit.expected_purchases(365.0, x, tx, tt)
+    assert np.all(np.isfinite(long)) and np.all(long > short) and np.all(short > 0)
+    moderate = BGNBDFit(r=2.0, alpha=30.0, a=4e3, b=1.1e4, log_likelihood=0.0, customers=12)
+    np.testing.assert_allclose(long, moderate.expected_purchases(365.0, x, tx, tt), rtol=2e-3)

@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from touchpoints.api.auth import off_loop, require
 from touchpoints.api.responses import JSON
-from touchpoints.insights.reports import REPORTS, run_report
+from touchpoints.models.reports import REPORTS, run_report
 
 router = APIRouter(prefix="/v1/insights", tags=["insights"])
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from touchpoints.cli import insights
+from touchpoints.cli import insights, models
 from touchpoints.cli.context import FormatOpt, state
 from touchpoints.cli.context import reach as _target
 from touchpoints.cli.output import Format, render
@@ -29,6 +29,7 @@ app.add_typer(sources_app, name="sources")
 keys_app = typer.Typer(help="API keys: read (insights, profiles) and admin.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 insights.register(app)
+app.add_typer(models.clv_app, name="clv")
 
 err = Console(stderr=True)
 

@@ -12,7 +12,7 @@ import httpx
 from touchpoints.collect.sources import add_source, list_sources
 from touchpoints.errors import TouchpointsError, WarehouseError
 from touchpoints.identity import build, profile
-from touchpoints.insights.reports import run_report
+from touchpoints.models.reports import run_report
 from touchpoints.privacy.keys import add_key, list_keys, revoke_key
 from touchpoints.warehouse import connect, duckdb_path
 from touchpoints.warehouse.ownership import ServerInfo, running_server

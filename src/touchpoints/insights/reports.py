@@ -16,6 +16,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import ibis.expr.types as ir
+import pandas as pd
+import pyarrow as pa
 
 from touchpoints.errors import InvalidInput
 from touchpoints.insights import funnels, kpis, paths, retention, web
@@ -50,7 +52,8 @@ class Option:
 class Report:
     name: str
     summary: str
-    build: Callable[[Warehouse, Scope, dict[str, Any]], ir.Table]
+    #: An Ibis table, a pandas DataFrame or ready rows.
+    build: Callable[[Warehouse, Scope, dict[str, Any]], ir.Table | pd.DataFrame | ReportResult]
     options: dict[str, Option] = field(default_factory=dict)
 
 
@@ -84,13 +87,13 @@ def parse_time(text: str, name: str, *, end: bool = False) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _text(value: str, name: str) -> str:
+def text(value: str, name: str) -> str:
     if not value.strip():
         raise InvalidInput(f"{name} must not be empty", field=name)
     return value.strip()
 
 
-def _whole(low: int, high: int) -> Callable[[str, str], int]:
+def whole(low: int, high: int) -> Callable[[str, str], int]:
     def parse(value: str, name: str) -> int:
         try:
             number = int(value)
@@ -105,7 +108,7 @@ def _whole(low: int, high: int) -> Callable[[str, str], int]:
     return parse
 
 
-def _choice(*choices: str) -> Callable[[str, str], str]:
+def choice(*choices: str) -> Callable[[str, str], str]:
     def parse(value: str, name: str) -> str:
         if value not in choices:
             raise InvalidInput(
@@ -124,8 +127,8 @@ def _step(value: str, name: str) -> funnels.Step:
     return funnels.Step.parse(value)
 
 
-PERIODS = _choice(*Period)
-CYCLE_PERIODS = _choice(Period.day, Period.week, Period.month)
+PERIODS = choice(*Period)
+CYCLE_PERIODS = choice(Period.day, Period.week, Period.month)
 
 
 def _values(params: Params, name: str) -> list[str]:
@@ -235,7 +238,7 @@ def _kpis(warehouse: Warehouse, scope: Scope, options: dict[str, Any]) -> ir.Tab
     return kpis.campaign_kpis(visits, spend, options["by"], options["period"], firsts)
 
 
-def _flag(value: str, name: str) -> bool:
+def flag(value: str, name: str) -> bool:
     if value.lower() in ("1", "true", "yes", "on"):
         return True
     if value.lower() in ("0", "false", "no", "off", ""):
@@ -250,55 +253,63 @@ REPORTS: dict[str, Report] = {
     for r in (
         Report("web", "sessions, users, views, bounce and engagement per period", _web, {
             "period": Option(PERIODS, Period.day),
-            "by": Option(_choice(*web.BREAKDOWNS), None),
+            "by": Option(choice(*web.BREAKDOWNS), None),
             "timeout": _TIMEOUT,
         }),
         Report("pages", "the most viewed pages and screens, entrances and exits", _pages, {
-            "limit": Option(_whole(1, 10_000), 20),
+            "limit": Option(whole(1, 10_000), 20),
             "timeout": _TIMEOUT,
         }),
         Report("funnel", "users reaching each ordered step within the window", _funnel, {
             "step": Option(_step, many=True, required=True),
             "window": Option(_window, timedelta(days=7)),
-            "by": Option(_text, None),
-            "dropped_after": Option(_whole(1, funnels.MAX_STEPS - 1), None),
+            "by": Option(text, None),
+            "dropped_after": Option(whole(1, funnels.MAX_STEPS - 1), None),
         }),
         Report("paths", "the most common next or previous steps in a session", _paths, {
-            "from_event": Option(_text, None),
-            "to_event": Option(_text, None),
-            "steps": Option(_whole(1, paths.MAX_STEPS), 3),
-            "top": Option(_whole(1, 10_000), 20),
-            "sankey": Option(_flag, False),
+            "from_event": Option(text, None),
+            "to_event": Option(text, None),
+            "steps": Option(whole(1, paths.MAX_STEPS), 3),
+            "top": Option(whole(1, 10_000), 20),
+            "sankey": Option(flag, False),
             "timeout": _TIMEOUT,
         }),
         Report("retention", "cohort retention, or the lifecycle of users", _retention, {
             "period": Option(CYCLE_PERIODS, Period.week),
             "start_event": Option(_step, None),
             "return_event": Option(_step, None),
-            "periods": Option(_whole(0, 400), 12),
-            "lifecycle": Option(_flag, False),
+            "periods": Option(whole(0, 400), 12),
+            "lifecycle": Option(flag, False),
         }),
         Report("kpis", "campaign KPIs by channel or campaign, or customer retention", _kpis, {
-            "by": Option(_choice(*kpis.GROUPINGS), "channel"),
+            "by": Option(choice(*kpis.GROUPINGS), "channel"),
             "period": Option(PERIODS, Period.all),
-            "customers": Option(_flag, False),
+            "customers": Option(flag, False),
             "timeout": _TIMEOUT,
         }),
     )
 }  # fmt: skip
 
 
-def run_report(warehouse: Warehouse, name: str, params: Params) -> ReportResult:
-    """The rows of report `name` for text parameters `params`."""
-    report = REPORTS.get(name)
+def run_report(
+    warehouse: Warehouse, name: str, params: Params, registry: Mapping[str, Report] = REPORTS
+) -> ReportResult:
+    """The rows of report `name` (from `registry`) for text parameters `params`."""
+    report = registry.get(name)
     if report is None:
         raise InvalidInput(
-            f"there is no report {name!r}; choose one of {', '.join(REPORTS)}", field="report"
+            f"there is no report {name!r}; choose one of {', '.join(registry)}", field="report"
         )
     options = read_options(report, params)
     if name == "kpis" and options["customers"] and options["period"] == Period.all:
         options["period"] = Period.month
-    table = report.build(warehouse, read_scope(params), options).to_pyarrow()
+    built = report.build(warehouse, read_scope(params), options)
+    if isinstance(built, ReportResult):
+        return built
+    if isinstance(built, pd.DataFrame):
+        table = pa.Table.from_pandas(built, preserve_index=False)
+    else:
+        table = built.to_pyarrow()
     if options.get("period") == Period.all and "period" in table.column_names:
         table = table.drop_columns(["period"])  # one period: the date would only mislead
     return ReportResult(table.column_names, table.to_pylist())

@@ -103,7 +103,14 @@ class BGNBDFit:
             z = t / (alpha + tt + t)
             euler = np.exp((a - 1) * np.log1p(-z)) * hyp2f1(a + b - 1 - r, a - 1, c, z)
         tail = np.where(near, pfaff, euler)
-        return c / (a - 1) * (1.0 - tail)
+        value = c / (a - 1) * (1.0 - tail)
+        bad = ~np.isfinite(value)
+        if bad.any():  # SciPy's hyp2f1 gives up when a and b run off to millions
+            xb, zb = x[bad], z[bad]
+            log_head = (r + xb) * np.log1p(-zb)  # ((α+T)/(α+T+t))^{r+x}
+            series = _hyp2f1_series(r + xb, b + xb, c[bad], zb)
+            value[bad] = c[bad] / (a - 1) * -np.expm1(log_head + np.log(series))
+        return value
 
 
 @dataclass(frozen=True)
@@ -385,6 +392,24 @@ def _bg_log_odds_dead(fit: BGNBDFit, x: FloatArray, tx: FloatArray, tt: FloatArr
 
 
 # --------------------------------------------------------------------------- Pareto/NBD maths
+
+
+def _hyp2f1_series(
+    a: FloatArray, b: FloatArray, c: FloatArray, z: FloatArray, terms: int = 4000
+) -> FloatArray:
+    """Gauss's series Σ (a)_n (b)_n / ((c)_n n!) zⁿ for 0 <= z < 1, summed in log space in
+    chunks of rows; the fallback for parameters where `scipy.special.hyp2f1` fails."""
+    n = np.arange(terms, dtype=float)
+    out = np.empty(len(a))
+    for lo in range(0, len(a), 256):
+        sl = slice(lo, lo + 256)
+        ratio = (
+            np.log(a[sl, None] + n) + np.log(b[sl, None] + n) - np.log(c[sl, None] + n)
+            - np.log1p(n) + np.log(z[sl, None])
+        )  # fmt: skip
+        log_terms = np.concatenate([np.zeros((ratio.shape[0], 1)), np.cumsum(ratio, 1)[:, :-1]], 1)
+        out[sl] = np.exp(logsumexp(log_terms, axis=1))
+    return out
 
 
 def _log1mexp(d: FloatArray) -> FloatArray:

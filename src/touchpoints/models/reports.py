@@ -1,0 +1,73 @@
+"""The model reports (`clv`, and those of later models), added to the insights reports
+so the CLI verbs and `/v1/insights/{report}` reach both through one `run_report`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from touchpoints.errors import InvalidInput
+from touchpoints.insights.frame import Scope
+from touchpoints.insights.reports import (
+    REPORTS as INSIGHT_REPORTS,
+)
+from touchpoints.insights.reports import (
+    Option,
+    Params,
+    Report,
+    ReportResult,
+    choice,
+    flag,
+    parse_time,
+    whole,
+)
+from touchpoints.insights.reports import run_report as _run
+from touchpoints.models.clv_data import fit_from_transactions, score_customers
+from touchpoints.models.clv_data import warehouse_transactions as _transactions
+from touchpoints.warehouse.connection import Warehouse
+
+
+def rate(value: str, name: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if number is None or not 0 <= number < 1:
+        raise InvalidInput(f"{name} is a rate from 0 to 1 (0.01 = 1%), not {value!r}", field=name)
+    return number
+
+
+def _clv(warehouse: Warehouse, scope: Scope, options: dict[str, Any]) -> Any:
+    if scope.where:
+        raise InvalidInput("the clv report takes no where conditions", field="where")
+    transactions = _transactions(warehouse, end=scope.end)
+    if scope.start is not None:
+        transactions = transactions[transactions.time >= scope.start]
+    end = options["calibration_end"]
+    fits = fit_from_transactions(
+        transactions, options["period"], end.isoformat() if end is not None else None
+    )
+    if not options["customers"]:
+        rows = [{"model": name, **fit} for name, fit in fits.as_dict().items()]
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        return ReportResult(columns, rows)
+    scored = score_customers(fits, options["horizon"], options["discount_rate"])
+    return scored.head(options["top"]).reset_index()
+
+
+MODEL_REPORTS: dict[str, Report] = {
+    "clv": Report("clv", "BG/NBD, Pareto/NBD and Gamma-Gamma fits, or customers by CLV", _clv, {
+        "period": Option(choice("day", "week"), "day"),
+        "calibration_end": Option(parse_time, None),
+        "customers": Option(flag, False),
+        "horizon": Option(whole(1, 120), 12, help="months of CLV"),
+        "discount_rate": Option(rate, 0.01, help="a month"),
+        "top": Option(whole(1, 1_000_000), 20),
+    }),
+}  # fmt: skip
+
+REPORTS: dict[str, Report] = {**INSIGHT_REPORTS, **MODEL_REPORTS}
+
+
+def run_report(warehouse: Warehouse, name: str, params: Params) -> ReportResult:
+    """Any report, insight or model, by name."""
+    return _run(warehouse, name, params, REPORTS)
