@@ -13,8 +13,10 @@ from touchpoints.api import (
     admin_routes,
     collect_asgi,
     collector_routes,
+    consent_routes,
     errors,
     insights_routes,
+    model_routes,
     profile_routes,
 )
 from touchpoints.api.collect_asgi import CollectorASGI
@@ -77,5 +79,7 @@ def create_app(services: Services) -> CollectorASGI:
     app.include_router(admin_routes.router)
     app.include_router(profile_routes.router)
     app.include_router(insights_routes.router)
+    app.include_router(model_routes.router)
+    app.include_router(consent_routes.router)
     collect_asgi.document(app)
     return CollectorASGI(app, services.collector)

@@ -30,6 +30,7 @@ keys_app = typer.Typer(help="API keys: read (insights, profiles) and admin.", no
 app.add_typer(keys_app, name="keys")
 insights.register(app)
 app.add_typer(models.clv_app, name="clv")
+app.command()(models.recommend)
 
 err = Console(stderr=True)
 

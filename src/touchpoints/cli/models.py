@@ -92,3 +92,14 @@ def clv_customers(
     """Customers by CLV: expected purchases, probability alive, expected order value."""
     show("clv", fmt, None, None, None, customers=True, period=period, horizon=horizon,
          discount_rate=discount_rate, top=top)  # fmt: skip
+
+
+def recommend(
+    identifier: Annotated[str, typer.Argument(help="Any identifier of the customer.")],
+    k: Annotated[int, typer.Option("--k", "-k", help="How many products.")] = 10,
+    model: Annotated[str, typer.Option(help="als, cooccurrence or popularity.")] = "als",
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The products a customer is likeliest to want, from every channel's purchases and
+    views (what they bought is left out)."""
+    show("recommend", fmt, None, None, None, identifier=identifier, k=k, model=model)

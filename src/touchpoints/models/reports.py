@@ -18,11 +18,14 @@ from touchpoints.insights.reports import (
     choice,
     flag,
     parse_time,
+    text,
     whole,
 )
 from touchpoints.insights.reports import run_report as _run
 from touchpoints.models.clv_data import fit_from_transactions, score_customers
 from touchpoints.models.clv_data import warehouse_transactions as _transactions
+from touchpoints.models.recommend_service import MODELS as RECOMMENDERS
+from touchpoints.models.recommend_service import recommend_for
 from touchpoints.warehouse.connection import Warehouse
 
 
@@ -54,6 +57,15 @@ def _clv(warehouse: Warehouse, scope: Scope, options: dict[str, Any]) -> Any:
     return scored.head(options["top"]).reset_index()
 
 
+def _recommend(warehouse: Warehouse, scope: Scope, options: dict[str, Any]) -> Any:
+    if scope.where or scope.start or scope.end:
+        raise InvalidInput("recommendations take no from, to or where", field="where")
+    found = recommend_for(warehouse, options["identifier"], options["k"], options["model"])
+    rows = [{"customer_id": found["customer_id"], "known": found["known"], **item}
+            for item in found["items"]]  # fmt: skip
+    return ReportResult(["customer_id", "known", "rank", "item_id", "score"], rows)
+
+
 MODEL_REPORTS: dict[str, Report] = {
     "clv": Report("clv", "BG/NBD, Pareto/NBD and Gamma-Gamma fits, or customers by CLV", _clv, {
         "period": Option(choice("day", "week"), "day"),
@@ -62,6 +74,11 @@ MODEL_REPORTS: dict[str, Report] = {
         "horizon": Option(whole(1, 120), 12, help="months of CLV"),
         "discount_rate": Option(rate, 0.01, help="a month"),
         "top": Option(whole(1, 1_000_000), 20),
+    }),
+    "recommend": Report("recommend", "the products a customer is likeliest to want", _recommend, {
+        "identifier": Option(text, required=True),
+        "k": Option(whole(1, 1000), 10),
+        "model": Option(choice(*RECOMMENDERS), "als"),
     }),
 }  # fmt: skip
 
