@@ -80,6 +80,13 @@ def _matches(events: ir.Table, step: Step | str | None) -> ir.BooleanValue:
     return (step if isinstance(step, Step) else Step.parse(step)).matches(events)
 
 
+def _count(table: ir.Table, condition: ir.BooleanValue) -> ir.IntegerScalar:
+    """The rows where `condition` holds, 0 when there are none: on Spark, ibis counts
+    with `SUM(CAST(condition AS BIGINT))`, which is NULL when the condition is NULL on
+    every row, so a NULL condition is made false first."""
+    return table.count(where=condition.fill_null(False))
+
+
 def retention(
     events: ir.Table,
     period: Period | str = Period.week,
@@ -96,8 +103,8 @@ def retention(
     # One row per user and period with an event: did they start / return in it?
     u = t.group_by([USER, "_p"]).aggregate(
         _day=t._day.min(),
-        _starts=t.count(where=_matches(t, start_event)),
-        _returns=t.count(where=_matches(t, return_event)),
+        _starts=_count(t, _matches(t, start_event)),
+        _returns=_count(t, _matches(t, return_event)),
     )
     w = ibis.window(group_by=USER)
     u = u.mutate(
@@ -113,8 +120,8 @@ def retention(
     j = grid.left_join(back, [grid[USER] == back._user, back._back == grid._c + grid._n])
     out = j.group_by(cohort=j._day, period_number=j._n).aggregate(
         cohort_size=lambda x: x.count(),
-        users_classic=lambda x: x.count(where=x._user.notnull()),
-        users_unbounded=lambda x: x.count(where=x._reach >= x._c + x._n),
+        users_classic=lambda x: _count(x, x._user.notnull()),
+        users_unbounded=lambda x: _count(x, x._reach >= x._c + x._n),
     )
     size = out.cohort_size.cast("float64")
     out = out.mutate(
@@ -133,9 +140,9 @@ def lifecycle(events: ir.Table, period: Period | str = Period.week) -> ir.Table:
     w = ibis.window(group_by=USER, order_by="_p")
     active = active.mutate(_prev=active._p.lag().over(w), _next=active._p.lead().over(w))
     counts = active.group_by(_ap="_p").aggregate(
-        new=lambda x: x.count(where=x._prev.isnull()),
-        returning=lambda x: x.count(where=x._prev == x._p - 1),
-        resurrected=lambda x: x.count(where=x._prev < x._p - 1),
+        new=lambda x: _count(x, x._prev.isnull()),
+        returning=lambda x: _count(x, x._prev == x._p - 1),
+        resurrected=lambda x: _count(x, x._prev < x._p - 1),
     )
     gone = active.filter(active._next.isnull() | (active._next > active._p + 1))
     dormant = gone.group_by(_dp=gone._p + 1).aggregate(dormant=lambda x: x.count())
