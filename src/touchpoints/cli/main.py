@@ -31,6 +31,7 @@ app.add_typer(keys_app, name="keys")
 insights.register(app)
 app.add_typer(models.clv_app, name="clv")
 app.command()(models.recommend)
+app.command()(models.churn)
 
 err = Console(stderr=True)
 

@@ -103,3 +103,20 @@ def recommend(
     """The products a customer is likeliest to want, from every channel's purchases and
     views (what they bought is left out)."""
     show("recommend", fmt, None, None, None, identifier=identifier, k=k, model=model)
+
+
+def churn(
+    horizon: Annotated[int, typer.Option(help="Days ahead the risk is about.")] = 90,
+    target: Annotated[str, typer.Option(help="purchase or activity.")] = "purchase",
+    metrics: Annotated[
+        bool, typer.Option("--metrics", help="The model's out-of-time test metrics.")
+    ] = False,
+    retention: Annotated[
+        bool, typer.Option("--retention-list", help="High risk × high CLV, with actions.")
+    ] = False,
+    top: Annotated[int, typer.Option(help="How many customers, riskiest first.")] = 50,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Churn risk per customer with its top drivers (LightGBM on behaviour as of now)."""
+    view = "metrics" if metrics else "retention" if retention else "customers"
+    show("churn", fmt, None, None, None, horizon_days=horizon, target=target, view=view, top=top)

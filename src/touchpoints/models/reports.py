@@ -3,6 +3,7 @@ so the CLI verbs and `/v1/insights/{report}` reach both through one `run_report`
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from touchpoints.errors import InvalidInput
@@ -22,6 +23,8 @@ from touchpoints.insights.reports import (
     whole,
 )
 from touchpoints.insights.reports import run_report as _run
+from touchpoints.models.churn_service import current_risk, evaluation, retention_targets
+from touchpoints.models.churn_service import rows as churn_rows
 from touchpoints.models.clv_data import fit_from_transactions, score_customers
 from touchpoints.models.clv_data import warehouse_transactions as _transactions
 from touchpoints.models.recommend_service import MODELS as RECOMMENDERS
@@ -66,6 +69,23 @@ def _recommend(warehouse: Warehouse, scope: Scope, options: dict[str, Any]) -> A
     return ReportResult(["customer_id", "known", "rank", "item_id", "score"], rows)
 
 
+def _days(value: str, name: str) -> timedelta:
+    return timedelta(days=whole(1, 3650)(value, name))
+
+
+def _churn(warehouse: Warehouse, scope: Scope, options: dict[str, Any]) -> Any:
+    if scope.where or scope.start or scope.end:
+        raise InvalidInput("churn takes no from, to or where", field="where")
+    horizon, target = options["horizon_days"], options["target"]
+    if options["view"] == "metrics":
+        return evaluation(warehouse, horizon, target)
+    if options["view"] == "retention":
+        table = retention_targets(warehouse, horizon, target)
+    else:
+        table = current_risk(warehouse, horizon, target)
+    return ReportResult(*churn_rows(table, options["top"]))
+
+
 MODEL_REPORTS: dict[str, Report] = {
     "clv": Report("clv", "BG/NBD, Pareto/NBD and Gamma-Gamma fits, or customers by CLV", _clv, {
         "period": Option(choice("day", "week"), "day"),
@@ -74,6 +94,13 @@ MODEL_REPORTS: dict[str, Report] = {
         "horizon": Option(whole(1, 120), 12, help="months of CLV"),
         "discount_rate": Option(rate, 0.01, help="a month"),
         "top": Option(whole(1, 1_000_000), 20),
+    }),
+    "churn": Report("churn", "churn risk per customer, its test metrics, the retention list",
+                    _churn, {
+        "horizon_days": Option(_days, timedelta(days=90)),
+        "target": Option(choice("purchase", "activity"), "purchase"),
+        "view": Option(choice("customers", "metrics", "retention"), "customers"),
+        "top": Option(whole(1, 1_000_000), 50),
     }),
     "recommend": Report("recommend", "the products a customer is likeliest to want", _recommend, {
         "identifier": Option(text, required=True),
