@@ -57,13 +57,20 @@ def referrer_host(url: ir.StringValue) -> ir.StringValue:
     return ibis.ifelse(host == "", ibis.null("string"), host)
 
 
+def _clean(value: ir.StringValue) -> ir.StringValue:
+    """Lower case, without surrounding white space, "" for null. Not `.strip()`: ibis
+    writes it for Spark as TRIM(' \\t\\n\\r\\v\\f' FROM ...), where '\\v' and '\\f' read as
+    the letters v and f, so that 'facebook' became 'aceboo'."""
+    return value.lower().re_replace(r"^\s+|\s+$", "").fill_null("")
+
+
 def channel_group(
     source: ir.StringValue, medium: ir.StringValue, referrer: ir.StringValue
 ) -> ir.StringValue:
     """The default channel group of a visit from its UTM source, UTM medium and referrer
     URL (rules in the module docstring)."""
-    src = source.lower().strip().fill_null("")
-    med = medium.lower().strip().fill_null("")
+    src = _clean(source)
+    med = _clean(medium)
     host = referrer_host(referrer).fill_null("")
     search = src.re_search(_site_pattern(SEARCH_SITES)) | host.re_search(
         _site_pattern(SEARCH_SITES)

@@ -64,6 +64,24 @@ def period_index(day: ir.DateValue, period: Period | str) -> ir.IntegerValue:
     return ibis.literal(0)
 
 
+_STEP = {
+    Period.day: ibis.interval(days=1),
+    Period.week: ibis.interval(days=7),
+    Period.month: ibis.interval(months=1),
+}
+
+
+def period_calendar(bounds: ir.Table, period: Period | str) -> ir.Table:
+    """Every period from `bounds._lo` to `bounds._hi` (first days of periods, a one-row
+    table), gaps included: `period` (its first day) and `_index` (`period_index`)."""
+    period = Period(period)
+    step = _STEP[period]
+    days = ibis.range(bounds._lo.cast("timestamp"), bounds._hi.cast("timestamp") + step, step)
+    calendar = bounds.select(_day=days.unnest())
+    calendar = calendar.select(period=calendar._day.date())
+    return calendar.mutate(_index=period_index(calendar.period, period))
+
+
 #: Fields a condition or breakdown may name, besides event properties.
 COLUMN_FIELDS = {
     "channel": "channel",

@@ -35,7 +35,7 @@ import ibis
 import ibis.expr.types as ir
 
 from touchpoints.errors import InvalidInput
-from touchpoints.insights.frame import USER, Period, period_index, period_start
+from touchpoints.insights.frame import USER, Period, period_calendar, period_index, period_start
 from touchpoints.insights.sessions import DEFAULT_CONVERSIONS
 
 #: The sessions' column matched against the spend table's column of the same name as `by`.
@@ -45,11 +45,6 @@ KPI_COLUMNS = ("impressions", "clicks", "ctr", "sessions", "conversions", "conve
                "cost", "cpa", "new_customers", "cac", "revenue", "aov", "roas", "roi")  # fmt: skip
 RETENTION_COLUMNS = ("period", "customers_start", "customers_end", "new_customers",
                      "retained", "resurrected", "retention_rate", "churn_rate")  # fmt: skip
-_STEP = {
-    Period.day: ibis.interval(days=1),
-    Period.week: ibis.interval(days=7),
-    Period.month: ibis.interval(months=1),
-}
 
 
 def ratio(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.FloatingValue:
@@ -183,11 +178,7 @@ def customer_retention(
     bounds = active.aggregate(_lo=active._period.min()).cross_join(
         events.aggregate(_hi=period_start(events.timestamp.max(), period))
     )
-    step = _STEP[period]
-    days = ibis.range(bounds._lo.cast("timestamp"), bounds._hi.cast("timestamp") + step, step)
-    calendar = bounds.select(_day=days.unnest())
-    calendar = calendar.select(period=calendar._day.date())
-    calendar = calendar.mutate(_index=period_index(calendar.period, period))
+    calendar = period_calendar(bounds, period)
     j = calendar.left_join(ends, calendar._index == ends._end_index).left_join(
         starts, calendar._index == starts._start_index
     )

@@ -44,17 +44,12 @@ import ibis
 import ibis.expr.types as ir
 
 from touchpoints.errors import InvalidInput
-from touchpoints.insights.frame import USER, Period, period_index, period_start
+from touchpoints.insights.frame import USER, Period, period_calendar, period_index, period_start
 from touchpoints.insights.funnels import Step
 
 RETENTION_COLUMNS = ("cohort", "cohort_size", "period_number", "users_classic",
                      "rate_classic", "users_unbounded", "rate_unbounded")  # fmt: skip
 LIFECYCLE_COLUMNS = ("period", "new", "returning", "resurrected", "dormant")
-_STEP = {
-    Period.day: ibis.interval(days=1),
-    Period.week: ibis.interval(days=7),
-    Period.month: ibis.interval(months=1),
-}
 
 
 def _period(period: Period | str) -> Period:
@@ -147,13 +142,9 @@ def lifecycle(events: ir.Table, period: Period | str = Period.week) -> ir.Table:
     gone = active.filter(active._next.isnull() | (active._next > active._p + 1))
     dormant = gone.group_by(_dp=gone._p + 1).aggregate(dormant=lambda x: x.count())
     bounds = active.aggregate(_lo=active._day.min(), _hi=active._day.max())
-    step = _STEP[period]
-    days = ibis.range(bounds._lo.cast("timestamp"), bounds._hi.cast("timestamp") + step, step)
-    calendar = bounds.select(_ts=days.unnest())
-    calendar = calendar.select(period=calendar._ts.date())
-    calendar = calendar.mutate(_cp=period_index(calendar.period, period))
-    j = calendar.left_join(counts, calendar._cp == counts._ap).left_join(
-        dormant, calendar._cp == dormant._dp
+    calendar = period_calendar(bounds, period)
+    j = calendar.left_join(counts, calendar._index == counts._ap).left_join(
+        dormant, calendar._index == dormant._dp
     )
     out = j.select(
         "period", **{name: j[name].fill_null(0).cast("int64") for name in LIFECYCLE_COLUMNS[1:]}
