@@ -12,8 +12,8 @@ from starlette.responses import Response
 from touchpoints.api.auth import off_loop, require
 from touchpoints.api.responses import JSON
 from touchpoints.collect.sources import add_source, list_sources
-from touchpoints.identity import build
 from touchpoints.privacy.keys import add_key, list_keys, revoke_key
+from touchpoints.privacy.rebuild import rebuild
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -65,13 +65,14 @@ class BuildRequest(BaseModel):
 
 @router.post("/build")
 async def post_build(request: Request, payload: BuildRequest | None = None) -> Response:
-    """Resolve identities and rebuild profiles from everything acknowledged so far."""
+    """Resolve identities, rebuild profiles and sync consents from everything acknowledged
+    so far."""
     await require(request, "admin")
     services = request.app.state.services
     payload = payload or BuildRequest()
     await asyncio.to_thread(services.writer.flush)
     made = await off_loop(
-        request, build, services.warehouse, full=payload.full, settings=payload.settings
+        request, rebuild, services.warehouse, full=payload.full, settings=payload.settings
     )
     return JSON(made)
 

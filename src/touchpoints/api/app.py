@@ -13,6 +13,7 @@ from touchpoints.api import (
     admin_routes,
     collect_asgi,
     collector_routes,
+    consent_routes,
     errors,
     insights_routes,
     model_routes,
@@ -79,5 +80,6 @@ def create_app(services: Services) -> CollectorASGI:
     app.include_router(profile_routes.router)
     app.include_router(insights_routes.router)
     app.include_router(model_routes.router)
+    app.include_router(consent_routes.router)
     collect_asgi.document(app)
     return CollectorASGI(app, services.collector)

@@ -11,9 +11,10 @@ import httpx
 
 from touchpoints.collect.sources import add_source, list_sources
 from touchpoints.errors import TouchpointsError, WarehouseError
-from touchpoints.identity import build, profile
+from touchpoints.identity import profile
 from touchpoints.models.reports import run_report
 from touchpoints.privacy.keys import add_key, list_keys, revoke_key
+from touchpoints.privacy.rebuild import rebuild
 from touchpoints.warehouse import connect, duckdb_path
 from touchpoints.warehouse.ownership import ServerInfo, running_server
 
@@ -47,7 +48,7 @@ class LocalTarget:
         return [s.as_dict() for s in list_sources(self.warehouse)]
 
     def build(self, full: bool, settings: dict[str, Any]) -> dict[str, Any]:
-        return build(self.warehouse, full=full, settings=settings)
+        return rebuild(self.warehouse, full=full, settings=settings)
 
     def profile(self, identifier: str, limit: int) -> dict[str, Any]:
         return profile(self.warehouse, identifier, limit)

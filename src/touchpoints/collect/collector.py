@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from touchpoints.collect.body import inflate, parse_json
+from touchpoints.collect.consent import apply_mode
 from touchpoints.collect.keys import key_from_request
 from touchpoints.collect.normalize import (
     Envelope,
@@ -141,35 +142,49 @@ class Collector:
             envelope = Envelope(source.source_id, source.channel, received, ip)
         self.limiter.take(source.source_id, len(messages))
         small = len(data) <= Limits.EVENT_BYTES  # then no message in it can be too large
-        return await self._store(kind, messages, envelope, is_batch, small)
+        return await self._store(kind, messages, envelope, is_batch, small, source.consent_mode)
 
     async def _store(
-        self, kind: str, messages: list[Any], envelope: Envelope, is_batch: bool, small: bool
+        self,
+        kind: str,
+        messages: list[Any],
+        envelope: Envelope,
+        is_batch: bool,
+        small: bool,
+        consent_mode: str = "off",
     ) -> Outcome:
         rows: list[dict[str, Any]] = []
+        dropped = 0  # consent: left out by the source's collection mode
         rejected: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         implied = None if is_batch else kind
         for index, message in enumerate(messages):
             where = f"batch[{index}]" if is_batch else ""
             try:
-                rows.append(
-                    normalize(message, envelope, kind=implied, where=where, check_size=not small)
-                )
+                row = normalize(message, envelope, kind=implied, where=where, check_size=not small)
             except InvalidInput as exc:
                 if not is_batch:
                     raise
                 errors.append({"index": index, "field": exc.field, "message": exc.message})
                 rejected.append(_rejected_row(message, envelope, exc))
-        if not rows:
+                continue
+            # consent: the source's collection mode (touchpoints.collect.consent)
+            kept = apply_mode(row, consent_mode)
+            if kept is None:
+                dropped += 1
+            else:
+                rows.append(kept)
+        if not rows and not dropped:
             raise InvalidInput(
                 f"none of the {len(messages)} messages is valid; the first: "
                 f"{errors[0]['field']}: {errors[0]['message']}",
                 field=errors[0]["field"],
                 errors=errors[:MAX_LISTED_ERRORS],
             )
+        if not rows and not rejected:  # consent: every message dropped by the mode
+            return Outcome(dropped, errors)
         result = await asyncio.wrap_future(self.writer.submit(rows, rejected))
-        return Outcome(result.accepted, errors)
+        return Outcome(result.accepted + dropped, errors)
 
     def _client_ip(self, headers: Mapping[str, str], peer: str | None) -> str | None:
         if self.settings.trust_forwarded_for:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
+from touchpoints.collect.consent import DEFAULT_MODE, mode_from_settings
 from touchpoints.collect.keys import WRITE_KEY_PREFIX, hash_key, new_key
 from touchpoints.errors import Conflict, InvalidInput
 from touchpoints.warehouse import CHANNELS, Warehouse
@@ -31,6 +32,8 @@ class Source:
     channel: str
     write_key_prefix: str
     created_at: datetime
+    #: consent: the collection mode (see touchpoints.collect.consent), from `settings`
+    consent_mode: str = DEFAULT_MODE
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -39,6 +42,7 @@ class Source:
             "channel": self.channel,
             "write_key_prefix": self.write_key_prefix,
             "created_at": self.created_at.isoformat(),
+            "consent_mode": self.consent_mode,
         }
 
 
@@ -100,7 +104,12 @@ def find_source(warehouse: Warehouse, name: str) -> Source | None:
 
 def _source(row: dict) -> Source:
     return Source(
-        row["source_id"], row["name"], row["channel"], row["write_key_prefix"], row["created_at"]
+        row["source_id"],
+        row["name"],
+        row["channel"],
+        row["write_key_prefix"],
+        row["created_at"],
+        mode_from_settings(row.get("settings")),  # consent
     )
 
 
@@ -137,6 +146,14 @@ class SourceRegistry:
             source = _source(rows[0])
             self._by_hash[digest] = source
             return source
+
+    def forget(self, source_id: str) -> None:
+        """Drop a source from the cache (its settings changed): the next request with
+        its key reads it again. (consent: collection modes) No lock: `lookup` holds its
+        own while it waits for the warehouse's, which a caller of this may hold."""
+        for digest, source in list(self._by_hash.items()):
+            if source.source_id == source_id:
+                self._by_hash.pop(digest, None)
 
     def remember(self, new: NewSource) -> None:
         digest = hash_key(new.write_key)
