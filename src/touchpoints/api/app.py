@@ -18,6 +18,7 @@ from touchpoints.api import (
     insights_routes,
     model_routes,
     profile_routes,
+    segment_routes,
 )
 from touchpoints.api.collect_asgi import CollectorASGI
 from touchpoints.collect.collector import Collector, CollectorSettings
@@ -70,7 +71,7 @@ def create_app(services: Services) -> CollectorASGI:
     app.add_middleware(
         CORSMiddleware,
         allow_origin_regex=".*",
-        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
         allow_headers=["*"],
         max_age=86400,
     )
@@ -80,6 +81,7 @@ def create_app(services: Services) -> CollectorASGI:
     app.include_router(profile_routes.router)
     app.include_router(insights_routes.router)
     app.include_router(model_routes.router)
+    app.include_router(segment_routes.router)
     app.include_router(consent_routes.router)
     collect_asgi.document(app)
     return CollectorASGI(app, services.collector)

@@ -12,6 +12,7 @@ import httpx
 from touchpoints.collect.sources import add_source, list_sources
 from touchpoints.errors import TouchpointsError, WarehouseError
 from touchpoints.identity import profile
+from touchpoints.insights import segments
 from touchpoints.models.reports import run_report
 from touchpoints.privacy.keys import add_key, list_keys, revoke_key
 from touchpoints.privacy.rebuild import rebuild
@@ -29,6 +30,9 @@ class Target(Protocol):
     def list_keys(self) -> list[dict[str, Any]]: ...
     def revoke_key(self, key_id: str) -> dict[str, Any]: ...
     def report(self, name: str, params: dict[str, Any]) -> dict[str, Any]: ...
+    def save_segment(self, name: str, rule: dict[str, Any]) -> dict[str, Any]: ...
+    def refresh_segment(self, name: str) -> dict[str, Any]: ...
+    def delete_segment(self, name: str) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -65,6 +69,17 @@ class LocalTarget:
 
     def report(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         return run_report(self.warehouse, name, params).as_dict()
+
+    def save_segment(self, name: str, rule: dict[str, Any]) -> dict[str, Any]:
+        return segments.save_segment(self.warehouse, name, rule)
+
+    def refresh_segment(self, name: str) -> dict[str, Any]:
+        found = segments.evaluate_segment(self.warehouse, name)
+        return {"name": found.name, "computed_at": found.as_of.isoformat(), "size": found.size}
+
+    def delete_segment(self, name: str) -> dict[str, Any]:
+        segments.delete_segment(self.warehouse, name)
+        return {"deleted": name}
 
     def close(self) -> None:
         self.warehouse.close()
@@ -126,6 +141,15 @@ class RemoteTarget:
 
     def report(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         return self._call("GET", f"/v1/insights/{quote(name, safe='')}", params=params)
+
+    def save_segment(self, name: str, rule: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/v1/segments", json={"name": name, "rule": rule})
+
+    def refresh_segment(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/segments/{quote(name, safe='')}/refresh")
+
+    def delete_segment(self, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/v1/segments/{quote(name, safe='')}")
 
     def close(self) -> None:
         self.client.close()

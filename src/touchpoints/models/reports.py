@@ -23,10 +23,12 @@ from touchpoints.insights.reports import (
     whole,
 )
 from touchpoints.insights.reports import run_report as _run
+from touchpoints.insights.segment_reports import SEGMENT_REPORTS
 from touchpoints.models.churn_service import current_risk, evaluation, retention_targets
 from touchpoints.models.churn_service import rows as churn_rows
 from touchpoints.models.clv_data import fit_from_transactions, score_customers
 from touchpoints.models.clv_data import warehouse_transactions as _transactions
+from touchpoints.models.persona_data import customer_personas
 from touchpoints.models.recommend_service import MODELS as RECOMMENDERS
 from touchpoints.models.recommend_service import recommend_for
 from touchpoints.warehouse.connection import Warehouse
@@ -86,6 +88,15 @@ def _churn(warehouse: Warehouse, scope: Scope, options: dict[str, Any]) -> Any:
     return ReportResult(*churn_rows(table, options["top"]))
 
 
+def _personas(warehouse: Warehouse, scope: Scope, options: dict[str, Any]) -> Any:
+    if scope.where or scope.start or scope.end:
+        raise InvalidInput("personas take no from, to or where", field="where")
+    found = customer_personas(warehouse, max_clusters=options["max_clusters"])
+    rows = [{"cluster": p.cluster, "name": p.name, "customers": p.size, "share": p.share,
+             **{f"mean_{k}": v for k, v in p.means.items()}} for p in found.personas]  # fmt: skip
+    return ReportResult(list(rows[0]) if rows else [], rows)
+
+
 MODEL_REPORTS: dict[str, Report] = {
     "clv": Report("clv", "BG/NBD, Pareto/NBD and Gamma-Gamma fits, or customers by CLV", _clv, {
         "period": Option(choice("day", "week"), "day"),
@@ -102,6 +113,9 @@ MODEL_REPORTS: dict[str, Report] = {
         "view": Option(choice("customers", "metrics", "retention"), "customers"),
         "top": Option(whole(1, 1_000_000), 50),
     }),
+    "personas": Report("personas", "customers clustered by behaviour, described", _personas, {
+        "max_clusters": Option(whole(2, 20), 8),
+    }),
     "recommend": Report("recommend", "the products a customer is likeliest to want", _recommend, {
         "identifier": Option(text, required=True),
         "k": Option(whole(1, 1000), 10),
@@ -109,7 +123,7 @@ MODEL_REPORTS: dict[str, Report] = {
     }),
 }  # fmt: skip
 
-REPORTS: dict[str, Report] = {**INSIGHT_REPORTS, **MODEL_REPORTS}
+REPORTS: dict[str, Report] = {**INSIGHT_REPORTS, **SEGMENT_REPORTS, **MODEL_REPORTS}
 
 
 def run_report(warehouse: Warehouse, name: str, params: Params) -> ReportResult:
