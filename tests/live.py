@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from touchpoints.api.app import Services, create_app
+from touchpoints.api.ratelimit import ApiSettings
 from touchpoints.collect.collector import CollectorSettings
 from touchpoints.collect.sources import add_source
 from touchpoints.warehouse import Warehouse
@@ -45,9 +46,12 @@ def start(
     warehouse: Warehouse,
     settings: CollectorSettings | None = None,
     control_token: str | None = "test-admin-token",
+    api_settings: ApiSettings | None = None,
 ) -> LiveServer:
     made = add_source(warehouse, "website", "web")
-    services = Services.open(warehouse, settings, control_token=control_token)
+    services = Services.open(
+        warehouse, settings, control_token=control_token, api_settings=api_settings
+    )
     port = free_port()
     config = uvicorn.Config(
         create_app(services),

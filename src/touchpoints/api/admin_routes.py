@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from touchpoints.api.auth import off_loop, require
+from touchpoints.api.auth import off_loop, reason_of, require
 from touchpoints.api.responses import JSON
 from touchpoints.collect.sources import add_source, list_sources
 from touchpoints.privacy.keys import add_key, list_keys, revoke_key
@@ -86,15 +86,28 @@ async def get_keys(request: Request) -> Response:
 
 @router.post("/keys")
 async def post_key(payload: KeyRequest, request: Request) -> Response:
-    await require(request, "admin")
+    caller = await require(request, "admin")
     key, secret = await off_loop(
-        request, add_key, request.app.state.services.warehouse, payload.name, payload.role
+        request,
+        add_key,
+        request.app.state.services.warehouse,
+        payload.name,
+        payload.role,
+        actor=caller.key_id,  # audited as key.add
+        reason=reason_of(request),
     )
     return JSON({**key.as_dict(), "key": secret})
 
 
 @router.post("/keys/{key_id}/revoke")
 async def post_revoke(key_id: str, request: Request) -> Response:
-    await require(request, "admin")
-    revoked = await off_loop(request, revoke_key, request.app.state.services.warehouse, key_id)
+    caller = await require(request, "admin")
+    revoked = await off_loop(
+        request,
+        revoke_key,
+        request.app.state.services.warehouse,
+        key_id,
+        actor=caller.key_id,  # audited as key.revoke
+        reason=reason_of(request),
+    )
     return JSON(revoked.as_dict())

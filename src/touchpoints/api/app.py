@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -11,16 +11,19 @@ from starlette.middleware.cors import CORSMiddleware
 import touchpoints
 from touchpoints.api import (
     admin_routes,
+    audit_routes,
     collect_asgi,
     collector_routes,
     consent_routes,
     errors,
     insights_routes,
     model_routes,
+    privacy_routes,
     profile_routes,
     segment_routes,
 )
 from touchpoints.api.collect_asgi import CollectorASGI
+from touchpoints.api.ratelimit import ApiLimiter, ApiSettings
 from touchpoints.collect.collector import Collector, CollectorSettings
 from touchpoints.collect.sources import SourceRegistry
 from touchpoints.privacy.keys import KeyChecker
@@ -36,6 +39,7 @@ class Services:
     writer: EventWriter
     collector: Collector
     keys: KeyChecker
+    limiter: ApiLimiter = field(default_factory=ApiLimiter)  # per read/admin key
 
     @classmethod
     def open(
@@ -43,10 +47,12 @@ class Services:
         warehouse: Warehouse,
         settings: CollectorSettings | None = None,
         control_token: str | None = None,
+        api_settings: ApiSettings | None = None,
     ) -> Services:
         writer = open_writer(warehouse)
         collector = Collector(SourceRegistry(warehouse), writer, settings)
-        return cls(warehouse, writer, collector, KeyChecker(warehouse, control_token))
+        keys = KeyChecker(warehouse, control_token)
+        return cls(warehouse, writer, collector, keys, ApiLimiter(api_settings))
 
     def close(self) -> None:
         self.writer.close()
@@ -78,10 +84,12 @@ def create_app(services: Services) -> CollectorASGI:
     errors.install(app)
     app.include_router(collector_routes.router)
     app.include_router(admin_routes.router)
+    app.include_router(audit_routes.router)
     app.include_router(profile_routes.router)
     app.include_router(insights_routes.router)
     app.include_router(model_routes.router)
     app.include_router(segment_routes.router)
     app.include_router(consent_routes.router)
+    app.include_router(privacy_routes.router)
     collect_asgi.document(app)
     return CollectorASGI(app, services.collector)

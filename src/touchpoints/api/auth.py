@@ -10,7 +10,12 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
+from touchpoints.privacy.audit import check_reason
+from touchpoints.privacy.keys import Caller
+
 T = TypeVar("T")
+#: Where a caller states why (for the audit log): this header or a `reason` query parameter.
+REASON_HEADER = "X-Touchpoints-Reason"
 
 
 def credential(request: Request) -> str | None:
@@ -26,10 +31,23 @@ def credential(request: Request) -> str | None:
     return None
 
 
-async def require(request: Request, role: str) -> str:
-    """The caller's role, at least `role`, or a 401/403 error."""
-    return await off_loop(
-        request, request.app.state.services.keys.require, credential(request), role
+async def require(request: Request, role: str) -> Caller:
+    """The caller (key id and role), whose role is at least `role`; else 401/403, or 429
+    when the key is over its rate limit (`touchpoints.api.ratelimit`). Also kept as
+    `request.state.caller` for the audit log."""
+    services = request.app.state.services
+    caller = await off_loop(request, services.keys.identify, credential(request))
+    services.limiter.take(caller)
+    caller.check(role)
+    request.state.caller = caller
+    return caller
+
+
+def reason_of(request: Request) -> str | None:
+    """Why the caller says it makes this request: the `reason` query parameter, else the
+    X-Touchpoints-Reason header (400 if it is not short plain text)."""
+    return check_reason(
+        request.query_params.get("reason") or request.headers.get(REASON_HEADER) or None
     )
 
 

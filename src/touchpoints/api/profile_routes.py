@@ -5,19 +5,32 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from touchpoints.api.auth import off_loop, require
+from touchpoints.api.auth import off_loop, reason_of, require
 from touchpoints.api.responses import JSON
-from touchpoints.identity import profile
+from touchpoints.privacy.audit import audited_profile
 
 router = APIRouter(prefix="/v1", tags=["profiles"])
 
 
 @router.get("/profiles/{identifier:path}")
 async def get_profile(
-    identifier: str, request: Request, limit: int = Query(200, ge=1, le=5000)
+    identifier: str,
+    request: Request,
+    limit: int = Query(200, ge=1, le=5000),
+    reason: str | None = Query(None, description="why (audited; or X-Touchpoints-Reason)"),
 ) -> Response:
     """A customer's profile and cross-channel timeline, by any of their identifiers
-    (`email:ana@example.com`, a user id, an anonymous id, a phone, a loyalty card)."""
-    await require(request, "read")
+    (`email:ana@example.com`, a user id, an anonymous id, a phone, a loyalty card).
+    Every read is recorded in the audit log (`profile.read`) with the key and reason."""
+    caller = await require(request, "read")
     warehouse = request.app.state.services.warehouse
-    return JSON(await off_loop(request, profile, warehouse, identifier, limit))
+    found = await off_loop(
+        request,
+        audited_profile,
+        warehouse,
+        identifier,
+        limit,
+        actor=caller.key_id,
+        reason=reason_of(request),
+    )
+    return JSON(found)

@@ -10,6 +10,7 @@ import sys
 import uvicorn
 
 from touchpoints.api.app import Services, create_app
+from touchpoints.api.ratelimit import ApiSettings
 from touchpoints.collect.collector import CollectorSettings
 from touchpoints.errors import WarehouseError
 from touchpoints.warehouse import connect, duckdb_path
@@ -24,8 +25,10 @@ def serve(
     port: int = 8000,
     settings: CollectorSettings | None = None,
     log_level: str = "warning",
+    api_settings: ApiSettings | None = None,
 ) -> None:
-    """Open the warehouse, claim it, and serve until interrupted."""
+    """Open the warehouse, claim it, and serve until interrupted (`api_settings`: rate
+    limits of the read and admin API per key)."""
     path = duckdb_path(url)
     if path is not None:
         other = running_server(path)
@@ -35,7 +38,8 @@ def serve(
             )
     warehouse = connect(url)
     info = claim(warehouse.path, f"http://{host}:{port}") if warehouse.path else None
-    services = Services.open(warehouse, settings, control_token=info.token if info else None)
+    token = info.token if info else None
+    services = Services.open(warehouse, settings, control_token=token, api_settings=api_settings)
     app = create_app(services)
     # Many short-lived dicts per event: collect garbage less often.
     gc.collect()

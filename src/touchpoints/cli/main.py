@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from touchpoints.cli import insights, models, segments
+from touchpoints.cli import insights, models, privacy, segments
 from touchpoints.cli.context import FormatOpt, state
 from touchpoints.cli.context import reach as _target
 from touchpoints.cli.output import Format, render
@@ -33,6 +33,7 @@ app.add_typer(models.clv_app, name="clv")
 app.command()(models.recommend)
 app.command()(models.churn)
 app.add_typer(segments.segments_app, name="segments")
+app.add_typer(privacy.privacy_app, name="privacy")
 app.command()(segments.rfm)
 app.command()(segments.personas)
 

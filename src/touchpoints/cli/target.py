@@ -11,9 +11,9 @@ import httpx
 
 from touchpoints.collect.sources import add_source, list_sources
 from touchpoints.errors import TouchpointsError, WarehouseError
-from touchpoints.identity import profile
 from touchpoints.insights import segments
 from touchpoints.models.reports import run_report
+from touchpoints.privacy.audit import CONTROL_ACTOR, audited_profile
 from touchpoints.privacy.keys import add_key, list_keys, revoke_key
 from touchpoints.privacy.rebuild import rebuild
 from touchpoints.warehouse import connect, duckdb_path
@@ -55,7 +55,7 @@ class LocalTarget:
         return rebuild(self.warehouse, full=full, settings=settings)
 
     def profile(self, identifier: str, limit: int) -> dict[str, Any]:
-        return profile(self.warehouse, identifier, limit)
+        return audited_profile(self.warehouse, identifier, limit, actor=CONTROL_ACTOR)
 
     def add_key(self, name: str, role: str) -> dict[str, Any]:
         key, secret = add_key(self.warehouse, name, role)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -57,6 +56,7 @@ from touchpoints.identity.config import IdentityConfig
 from touchpoints.identity.identifiers import normalise
 from touchpoints.identity.lookup import KINDS
 from touchpoints.identity.resolve import SETTINGS as IDENTITY_SETTINGS
+from touchpoints.privacy import audit
 from touchpoints.warehouse import Warehouse
 from touchpoints.warehouse.functions import json_text
 from touchpoints.warehouse.schema import AUDIT_LOG, CONSENTS
@@ -390,16 +390,7 @@ def _audit(
     reason: str | None,
     details: Mapping[str, Any],
 ) -> None:
-    row = {
-        "audit_id": "aud_" + uuid.uuid4().hex,
-        "at": datetime.now(UTC),
-        "actor": actor,
-        "action": action,
-        "subject": subject,
-        "reason": reason,
-        "details": orjson.dumps(dict(details)).decode(),
-    }
-    warehouse.insert("audit_log", pa.Table.from_pylist([row], schema=_AUDIT_ARROW))
+    audit.record(warehouse, actor, action, subject, reason, details)
 
 
 # -- the collector path ------------------------------------------------------------------

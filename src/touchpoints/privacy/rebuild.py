@@ -7,6 +7,7 @@ from typing import Any
 
 from touchpoints.identity import build
 from touchpoints.privacy.consent import sync_consents
+from touchpoints.privacy.tombstones import relabel_returning
 from touchpoints.warehouse.connection import Warehouse
 
 
@@ -16,4 +17,5 @@ def rebuild(
     """Build identities and profiles, then sync consents; the build's summary plus
     `consents_added`."""
     summary = build(warehouse, full=full, settings=settings or {})
+    relabel_returning(warehouse)  # an erased person's identifiers back: a new customer id
     return {**summary, "consents_added": sync_consents(warehouse)}

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import ibis
+import ibis.expr.types as ir
 import pyarrow as pa
 import sqlglot
 import sqlglot.expressions as sge
@@ -189,6 +192,78 @@ class Warehouse:
                 self.backend.raw_sql(f"DELETE FROM {_quote(name)}")
             else:
                 self.backend._session.sql(f"TRUNCATE TABLE {_spark_name(name, self.database)}")
+
+    def delete_where(self, name: str, predicate: Callable[[ibis.Table], ir.BooleanValue]) -> int:
+        """Delete the rows of table `name` for which `predicate(table)` is true (a null
+        keeps the row); returns how many went. DuckDB runs one DELETE, so the table keeps
+        its keys (and hidden `_key`); Spark rewrites the table with the other rows."""
+        with self._lock:
+            if self.engine == "duckdb":
+                base = self.backend.sql(f"SELECT rowid AS _tp_rowid, * FROM {_quote(name)}")
+                if HASH_KEY in base.columns:
+                    base = base.drop(HASH_KEY)
+                doomed = base.filter(predicate(base)).select("_tp_rowid")
+                self.backend._run_pre_execute_hooks(doomed)  # registers in-memory tables
+                inner = self.backend.compile(doomed)
+                found = self.backend.raw_sql(
+                    f"DELETE FROM {_quote(name)} WHERE rowid IN (SELECT _tp_rowid FROM ({inner}))"
+                ).fetchone()
+                return int(found[0]) if found else 0
+            table = self.table(name)
+            count = int(table.filter(predicate(table)).count().execute())
+            if count == 0:
+                return 0
+            kept = table.filter(~ibis.coalesce(predicate(table), False))
+            session = self.backend._session
+            if self.database is not None:
+                session.catalog.setCurrentDatabase(self.database)
+            self.backend._run_pre_execute_hooks(kept)
+            frame = session.sql(self.backend.compile(kept)).localCheckpoint()
+            frame.write.insertInto(_spark_name(name, self.database), overwrite=True)
+            return count
+
+    def compact(self) -> bool:
+        """Rewrite an embedded (DuckDB file) warehouse into a fresh file and swap it in, so
+        that deleted rows leave no bytes behind (DuckDB reuses freed blocks but never
+        clears them). Temporary tables are lost. Returns False (nothing to do) for other
+        engines and in-memory databases. Callers stop other writers first."""
+        if self.engine != "duckdb" or self.path is None:
+            return False
+        with self._lock:
+            con = self.backend.con
+            fresh = self.path.with_name(self.path.name + ".compact")
+            for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+            con.execute("CHECKPOINT")
+            catalog = con.execute("SELECT current_database()").fetchone()[0]
+            con.execute(f"ATTACH {_sql_text(str(fresh))} AS _tp_compact")
+            try:
+                con.execute(f"COPY FROM DATABASE {_quote(catalog)} TO _tp_compact")
+            except Exception:
+                con.execute("DETACH _tp_compact")
+                fresh.unlink(missing_ok=True)
+                raise
+            marker = os.urandom(8).hex()  # proves below that the new file is the one open
+            con.execute(
+                "INSERT OR REPLACE INTO _tp_compact.meta VALUES ('compact_marker', ?)", [marker]
+            )
+            con.execute("DETACH _tp_compact")
+            con.close()
+            try:
+                os.replace(fresh, self.path)
+                self.path.with_name(self.path.name + ".wal").unlink(missing_ok=True)
+            finally:
+                self.backend.do_connect(str(self.path))
+                self.backend._memtables = weakref.WeakSet()  # registrations died with con
+                for macro in DUCKDB_MACROS:
+                    self.backend.raw_sql(macro)
+            if self.get_meta("compact_marker") != marker:
+                raise WarehouseError(
+                    f"{self.path} was still open elsewhere in this process while it was "
+                    "rewritten; restart Touchpoints before writing to it"
+                )
+            self.backend.raw_sql("DELETE FROM meta WHERE key = 'compact_marker'")
+        return True
 
     def drop(self, name: str) -> None:
         with self._lock:
@@ -419,6 +494,10 @@ def _parse_read_only(sql: str, engine: str) -> str:
 
 def _spark_name(name: str, database: str | None) -> str:
     return f"`{database}`.`{name}`" if database else f"`{name}`"
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _quote(name: str) -> str:

@@ -222,6 +222,17 @@ AUDIT_LOG = ibis.schema(
     }
 )
 
+#: Tombstones of erased people: salted hashes only, so their identifiers arriving again
+#: are recognised (and never re-linked to the old profile) without being kept.
+ERASURES = ibis.schema(
+    {
+        "erasure_id": dt.String(nullable=False),
+        "hash": dt.String(nullable=False),
+        "salt_id": dt.String(nullable=False),
+        "erased_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
 #: Key/value facts about the warehouse itself, such as the schema version.
 META = ibis.schema({"key": dt.String(nullable=False), "value": dt.string})
 
@@ -240,6 +251,7 @@ TABLES: dict[str, ibis.Schema] = {
     "segment_sizes": SEGMENT_SIZES,
     "consents": CONSENTS,
     "audit_log": AUDIT_LOG,
+    "erasures": ERASURES,
     "meta": META,
 }
 
