@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from touchpoints.api import (
     collector_routes,
     consent_routes,
     errors,
+    housekeeping,
     insights_routes,
     model_routes,
     privacy_routes,
@@ -64,7 +66,11 @@ def create_app(services: Services) -> CollectorASGI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        every = services.limiter.settings.retention_every_s
+        chores = asyncio.create_task(housekeeping.run_daily(services, every)) if every else None
         yield
+        if chores is not None:
+            chores.cancel()
         services.writer.close()
 
     app = FastAPI(

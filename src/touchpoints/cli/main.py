@@ -62,13 +62,24 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     rate_limit: Annotated[float, typer.Option(help="Events a second per write key.")] = 200_000,
+    api_rate_limit: Annotated[
+        float, typer.Option(help="API requests a second per read or admin key.")
+    ] = 50.0,
+    api_burst: Annotated[float, typer.Option(help="API requests a key may burst.")] = 100.0,
+    retention_hours: Annotated[
+        float, typer.Option(help="Hours between retention runs (0: never).")
+    ] = 24.0,
 ) -> None:
     """Serve the collector and API on the warehouse (the server owns its file)."""
+    from touchpoints.api.ratelimit import ApiSettings
     from touchpoints.api.server import serve as run_server
     from touchpoints.collect.collector import CollectorSettings
 
+    api = ApiSettings(api_rate_limit, api_burst, retention_hours * 3600 or None)
     err.print(f"Touchpoints serving {state.warehouse} on http://{host}:{port}  (Ctrl-C stops)")
-    run_server(state.warehouse, host, port, CollectorSettings(rate_limit=rate_limit))
+    run_server(
+        state.warehouse, host, port, CollectorSettings(rate_limit=rate_limit), api_settings=api
+    )
 
 
 @app.command()
