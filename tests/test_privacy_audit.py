@@ -21,8 +21,8 @@ from touchpoints.errors import InvalidInput, NotFound
 from touchpoints.identity import build
 from touchpoints.privacy import audit
 from touchpoints.privacy.audit import audited_profile, export_audit, record
-from touchpoints.privacy.consent import record as record_consent
-from touchpoints.privacy.consent import set_source_mode
+from touchpoints.privacy.consent_config import set_source_mode
+from touchpoints.privacy.consent_records import record as record_consent
 from touchpoints.privacy.keys import add_key, key_id_of, revoke_key
 from touchpoints.warehouse import Warehouse, connect
 

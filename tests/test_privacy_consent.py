@@ -17,17 +17,10 @@ from tests.test_collector_http import post
 from touchpoints.collect.normalize import Envelope, normalize, now_us
 from touchpoints.errors import InvalidInput
 from touchpoints.identity import build
-from touchpoints.privacy.consent import (
-    ConsentConfig,
-    allowed,
-    allowed_many,
-    consent_status,
-    import_consents,
-    record,
-    save_config,
-    sync_consents,
-    withdraw,
-)
+from touchpoints.privacy.consent_config import ConsentConfig, save_config
+from touchpoints.privacy.consent_read import allowed, allowed_many, consent_status
+from touchpoints.privacy.consent_records import import_consents, record, withdraw
+from touchpoints.privacy.consent_sync import sync_consents
 from touchpoints.privacy.keys import add_key
 from touchpoints.warehouse import Warehouse
 from touchpoints.warehouse.schema import IDENTITIES

@@ -23,7 +23,7 @@ from touchpoints.collect.normalize import Envelope, normalize
 from touchpoints.errors import InvalidInput, NotFound
 from touchpoints.identity import find_customer
 from touchpoints.privacy.access import export_person
-from touchpoints.privacy.consent import record
+from touchpoints.privacy.consent_records import record
 from touchpoints.privacy.erasure import erase
 from touchpoints.privacy.rebuild import rebuild
 from touchpoints.warehouse import TABLES, Warehouse

@@ -13,7 +13,9 @@ from starlette.responses import Response
 from touchpoints.api.auth import credential, off_loop, require
 from touchpoints.api.responses import JSON
 from touchpoints.collect.keys import hash_key
-from touchpoints.privacy.consent import consent_status, record, set_source_mode
+from touchpoints.privacy.consent_config import set_source_mode
+from touchpoints.privacy.consent_read import consent_status
+from touchpoints.privacy.consent_records import record
 
 router = APIRouter(tags=["consent"])
 

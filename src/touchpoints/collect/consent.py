@@ -22,7 +22,7 @@ Purposes map to choices: ``true`` is `granted`, ``false`` is `denied`, and the s
 matched without case, spaces and hyphens becoming ``_`` (``"Email Marketing"`` is
 `email_marketing`); categories that are no purpose (``necessary``, …) are ignored, as are
 values of any other type: a banner's quirks never make the collector reject an event.
-`touchpoints.privacy.consent.sync_consents` turns these into the `consents` history.
+`touchpoints.privacy.consent_sync.sync_consents` turns these into the `consents` history.
 
 Collection modes
 ----------------

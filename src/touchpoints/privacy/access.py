@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from touchpoints.privacy.consent import consent_status
+from touchpoints.privacy.consent_read import consent_status
 from touchpoints.privacy.person import Person, find_person, identity_config, owned, write_audit
 from touchpoints.warehouse import Warehouse
 from touchpoints.warehouse.schema import JSON_COLUMNS

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from touchpoints.identity import build
-from touchpoints.privacy.consent import sync_consents
+from touchpoints.privacy.consent_sync import sync_consents
 from touchpoints.privacy.tombstones import relabel_returning
 from touchpoints.warehouse.connection import Warehouse
 
