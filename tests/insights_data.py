@@ -49,6 +49,21 @@ def event(
     }  # fmt: skip
 
 
+def kind_event(
+    user: str, when: datetime | float, kind: str, *, referrer: str | None = None,
+    revenue: float | None = None, **common: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """A row from a short kind: `page:/path`, `screen:Name`, `track:Event` or `identify`."""
+    head, _, rest = kind.partition(":")
+    if head == "page":
+        return event(user, when, path=rest, referrer=referrer, **common)
+    if head == "screen":
+        return event(user, when, rest, type="screen", **common)
+    if head == "track":
+        return event(user, when, rest, revenue=revenue, **common)
+    return event(user, when, type="identify", **common)
+
+
 def to_message(row: dict[str, Any]) -> dict[str, Any]:
     """The Segment message a row stands for."""
     n = next(_ids)
