@@ -436,7 +436,7 @@ def test_pseudonymous_mode_strips_people_without_analytics_consent(server: LiveS
         assert "device-1" not in text
         assert json.loads(row["properties"]) == {"revenue": 30, "note": "for [redacted]"}
     kept = rows["m-3"]  # consented: stored as sent
-    assert kept["user_id"] == "u-1" and kept["ip"] == "203.0.113.9"
+    assert kept["user_id"] == "u-1" and kept["ip"] == "203.0.113.0"  # truncated by default
     assert json.loads(kept["traits"]) == {"email": "ana@example.com"}
     assert json.loads(kept["properties"])["email"] == "ana@example.com"
 
@@ -458,7 +458,7 @@ def test_drop_mode_keeps_only_consented_events_and_consent_decisions(server: Liv
     assert post(server, "/v1/track", personal_event(4, None)).status_code == 200
     rows = stored(server)
     assert set(rows) == {"m-3", "consent-9"}
-    assert rows["m-3"]["user_id"] == "u-1" and rows["m-3"]["ip"] == "203.0.113.9"
+    assert rows["m-3"]["user_id"] == "u-1" and rows["m-3"]["ip"] == "203.0.113.0"
     decision = rows["consent-9"]  # kept, minimised: who decided what, nothing else
     assert decision["user_id"] == "u-1" and decision["ip"] is None
     assert decision["page_url"] is None and decision["context"] is None
@@ -468,4 +468,4 @@ def test_drop_mode_keeps_only_consented_events_and_consent_decisions(server: Liv
     # back to off: everything is stored as sent
     set_mode(server, "off")
     assert post(server, "/v1/track", personal_event(5, None)).status_code == 200
-    assert stored(server)["m-5"]["ip"] == "203.0.113.9"
+    assert stored(server)["m-5"]["ip"] == "203.0.113.0"

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from touchpoints.api.auth import off_loop, reason_of, require
 from touchpoints.api.responses import JSON
+from touchpoints.collect.ip import DEFAULT_IP_MODE
 from touchpoints.collect.sources import add_source, list_sources
 from touchpoints.privacy.keys import add_key, list_keys, revoke_key
 from touchpoints.privacy.rebuild import rebuild
@@ -25,6 +26,7 @@ class SqlRequest(BaseModel):
 class SourceRequest(BaseModel):
     name: str
     channel: str = "web"
+    ip_mode: str = DEFAULT_IP_MODE
 
 
 class KeyRequest(BaseModel):
@@ -53,7 +55,9 @@ async def get_sources(request: Request) -> Response:
 async def post_source(payload: SourceRequest, request: Request) -> Response:
     await require(request, "admin")
     services = request.app.state.services
-    made = await off_loop(request, add_source, services.warehouse, payload.name, payload.channel)
+    made = await off_loop(
+        request, add_source, services.warehouse, payload.name, payload.channel, payload.ip_mode
+    )
     services.collector.registry.remember(made)
     return JSON({**made.source.as_dict(), "write_key": made.write_key})
 

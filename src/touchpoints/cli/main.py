@@ -14,6 +14,7 @@ from touchpoints.cli import insights, models, privacy, segments
 from touchpoints.cli.context import FormatOpt, state
 from touchpoints.cli.context import reach as _target
 from touchpoints.cli.output import Format, render
+from touchpoints.collect.ip import DEFAULT_IP_MODE
 from touchpoints.errors import TouchpointsError
 from touchpoints.warehouse import CHANNELS
 
@@ -97,11 +98,18 @@ def sql(
 def sources_add(
     name: Annotated[str, typer.Argument(help="A name for the website, app or system.")],
     channel: Annotated[str, typer.Option(help=f"Default channel: {', '.join(CHANNELS)}.")] = "web",
+    ip_mode: Annotated[
+        str,
+        typer.Option(
+            help="What is kept of client IP addresses: keep, truncate (last IPv4 octet, "
+            "all but 48 IPv6 bits zeroed), hash (keyed, per warehouse) or drop."
+        ),
+    ] = DEFAULT_IP_MODE,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Create a source and print its write key (shown this once only)."""
     with _target() as target:
-        made = target.add_source(name, channel)
+        made = target.add_source(name, channel, ip_mode)
     render(made, fmt)
     if fmt is Format.table:
         err.print("Keep the write key now: only its hash is stored.")
@@ -112,7 +120,7 @@ def sources_list(fmt: FormatOpt = Format.table) -> None:
     """List the sources (never their keys)."""
     with _target() as target:
         rows = target.list_sources()
-    render(rows, fmt, ["source_id", "name", "channel", "write_key_prefix", "created_at"])
+    render(rows, fmt, ["source_id", "name", "channel", "ip_mode", "write_key_prefix", "created_at"])
 
 
 @app.command("build")

@@ -22,7 +22,7 @@ from touchpoints.warehouse.ownership import ServerInfo, running_server
 
 class Target(Protocol):
     def sql(self, query: str) -> tuple[list[str], list[dict[str, Any]]]: ...
-    def add_source(self, name: str, channel: str) -> dict[str, Any]: ...
+    def add_source(self, name: str, channel: str, ip_mode: str) -> dict[str, Any]: ...
     def list_sources(self) -> list[dict[str, Any]]: ...
     def build(self, full: bool, settings: dict[str, Any]) -> dict[str, Any]: ...
     def profile(self, identifier: str, limit: int) -> dict[str, Any]: ...
@@ -44,8 +44,8 @@ class LocalTarget:
         table = self.warehouse.query(query)
         return table.column_names, table.to_pylist()
 
-    def add_source(self, name: str, channel: str) -> dict[str, Any]:
-        made = add_source(self.warehouse, name, channel)
+    def add_source(self, name: str, channel: str, ip_mode: str) -> dict[str, Any]:
+        made = add_source(self.warehouse, name, channel, ip_mode)
         return {**made.source.as_dict(), "write_key": made.write_key}
 
     def list_sources(self) -> list[dict[str, Any]]:
@@ -116,8 +116,12 @@ class RemoteTarget:
         body = self._call("POST", "/v1/admin/sql", json={"sql": query})
         return body["columns"], body["rows"]
 
-    def add_source(self, name: str, channel: str) -> dict[str, Any]:
-        return self._call("POST", "/v1/admin/sources", json={"name": name, "channel": channel})
+    def add_source(self, name: str, channel: str, ip_mode: str) -> dict[str, Any]:
+        return self._call(
+            "POST",
+            "/v1/admin/sources",
+            json={"name": name, "channel": channel, "ip_mode": ip_mode},
+        )
 
     def list_sources(self) -> list[dict[str, Any]]:
         return self._call("GET", "/v1/admin/sources")

@@ -17,6 +17,7 @@ import orjson
 
 from touchpoints.collect.body import inflate, parse_json
 from touchpoints.collect.consent import apply_mode
+from touchpoints.collect.ip import IpMasker
 from touchpoints.collect.keys import key_from_request
 from touchpoints.collect.normalize import (
     Envelope,
@@ -142,7 +143,15 @@ class Collector:
             envelope = Envelope(source.source_id, source.channel, received, ip)
         self.limiter.take(source.source_id, len(messages))
         small = len(data) <= Limits.EVENT_BYTES  # then no message in it can be too large
-        return await self._store(kind, messages, envelope, is_batch, small, source.consent_mode)
+        secret = None
+        if source.ip_mode == "hash":
+            secret = self.registry.cached_ip_secret() or await asyncio.to_thread(
+                self.registry.ip_secret
+            )
+        masker = IpMasker(source.ip_mode, secret)
+        return await self._store(
+            kind, messages, envelope, is_batch, small, source.consent_mode, masker
+        )
 
     async def _store(
         self,
@@ -152,7 +161,12 @@ class Collector:
         is_batch: bool,
         small: bool,
         consent_mode: str = "off",
+        masker: IpMasker | None = None,
     ) -> Outcome:
+        """Normalise and hand `messages` to the writer. `masker` applies the source's
+        ip_mode (touchpoints.collect.ip) to every row and rejected payload before either
+        is written; None keeps addresses as received."""
+        masker = masker or IpMasker("keep")
         rows: list[dict[str, Any]] = []
         dropped = 0  # consent: left out by the source's collection mode
         rejected: list[dict[str, Any]] = []
@@ -166,8 +180,9 @@ class Collector:
                 if not is_batch:
                     raise
                 errors.append({"index": index, "field": exc.field, "message": exc.message})
-                rejected.append(_rejected_row(message, envelope, exc))
+                rejected.append(_rejected_row(masker.message(message), envelope, exc))
                 continue
+            masker.row(row)  # before anything is written: the spool, the tables
             # consent: the source's collection mode (touchpoints.collect.consent)
             kept = apply_mode(row, consent_mode)
             if kept is None:

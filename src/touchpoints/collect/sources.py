@@ -2,6 +2,8 @@
 
 A source is one website, app, till system or server that sends events; its channel is
 the default channel of those events. The write key is printed once and stored hashed.
+Its `settings` JSON holds its consent mode (`consent_mode`, touchpoints.collect.consent)
+and what it keeps of client IP addresses (`ip_mode`, touchpoints.collect.ip).
 """
 
 from __future__ import annotations
@@ -12,11 +14,20 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
 import pyarrow as pa
 
 from touchpoints.collect.consent import DEFAULT_MODE, mode_from_settings
+from touchpoints.collect.ip import (
+    DEFAULT_IP_MODE,
+    IP_SETTING,
+    UNSET_IP_MODE,
+    check_ip_mode,
+    ip_mode_from_settings,
+    ip_secret,
+)
 from touchpoints.collect.keys import WRITE_KEY_PREFIX, hash_key, new_key
-from touchpoints.errors import Conflict, InvalidInput
+from touchpoints.errors import Conflict, InvalidInput, NotFound
 from touchpoints.warehouse import CHANNELS, Warehouse
 
 #: How long a write key found unknown is not looked up again (keys made by another
@@ -34,6 +45,8 @@ class Source:
     created_at: datetime
     #: consent: the collection mode (see touchpoints.collect.consent), from `settings`
     consent_mode: str = DEFAULT_MODE
+    #: what is kept of client IP addresses (see touchpoints.collect.ip), from `settings`
+    ip_mode: str = UNSET_IP_MODE
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -43,6 +56,7 @@ class Source:
             "write_key_prefix": self.write_key_prefix,
             "created_at": self.created_at.isoformat(),
             "consent_mode": self.consent_mode,
+            "ip_mode": self.ip_mode,
         }
 
 
@@ -54,8 +68,11 @@ class NewSource:
     write_key: str
 
 
-def add_source(warehouse: Warehouse, name: str, channel: str = "web") -> NewSource:
-    """Create a source and its write key."""
+def add_source(
+    warehouse: Warehouse, name: str, channel: str = "web", ip_mode: str = DEFAULT_IP_MODE
+) -> NewSource:
+    """Create a source and its write key; `ip_mode` says what it keeps of client IP
+    addresses (touchpoints.collect.ip; `truncate` unless told)."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidInput(
             "a source name is 1–63 letters, digits, spaces, '.', '_' or '-', "
@@ -66,6 +83,7 @@ def add_source(warehouse: Warehouse, name: str, channel: str = "web") -> NewSour
         raise InvalidInput(
             f"channel must be one of {', '.join(CHANNELS)}, not {channel!r}", field="channel"
         )
+    ip_mode = check_ip_mode(ip_mode)
     if any(s.name == name for s in list_sources(warehouse)):
         raise Conflict(f"a source named {name!r} exists already", field="name")
     key = new_key(WRITE_KEY_PREFIX)
@@ -75,7 +93,10 @@ def add_source(warehouse: Warehouse, name: str, channel: str = "web") -> NewSour
         channel=channel,
         write_key_prefix=key[:8],
         created_at=datetime.now(UTC),
+        ip_mode=ip_mode,
     )
+    if ip_mode == "hash":
+        ip_secret(warehouse)  # made now, not by the collector's first request
     warehouse.insert(
         "sources",
         pa.table(
@@ -86,7 +107,7 @@ def add_source(warehouse: Warehouse, name: str, channel: str = "web") -> NewSour
                 "write_key_hash": [hash_key(key)],
                 "write_key_prefix": [source.write_key_prefix],
                 "created_at": pa.array([source.created_at], pa.timestamp("us", tz="UTC")),
-                "settings": pa.array([None], pa.string()),
+                "settings": [orjson.dumps({IP_SETTING: ip_mode}).decode()],
             }
         ),
     )
@@ -110,7 +131,35 @@ def _source(row: dict) -> Source:
         row["write_key_prefix"],
         row["created_at"],
         mode_from_settings(row.get("settings")),  # consent
+        ip_mode_from_settings(row.get("settings")),
     )
+
+
+def set_ip_mode(warehouse: Warehouse, source_id: str, mode: str) -> str:
+    """Store what a source keeps of client IP addresses in its `settings` JSON; returns
+    the previous mode. A running collector sees it once its cache forgets the source
+    (`SourceRegistry.forget`); events stored before are not changed."""
+    mode = check_ip_mode(mode)
+    if mode == "hash":
+        ip_secret(warehouse)
+    with warehouse.lock:
+        table = warehouse.table("sources")
+        rows = table.filter(table.source_id == source_id).select("settings").to_pyarrow()
+        if rows.num_rows == 0:
+            raise NotFound(f"no source {source_id!r}", field="source_id")
+        text = rows.column("settings")[0].as_py()
+        try:
+            settings = orjson.loads(text) if text else {}
+        except orjson.JSONDecodeError:
+            settings = {}
+        if not isinstance(settings, dict):
+            settings = {}
+        previous = ip_mode_from_settings(text)
+        settings[IP_SETTING] = mode
+        warehouse.update_rows(
+            "sources", "source_id", source_id, {"settings": orjson.dumps(settings).decode()}
+        )
+    return previous
 
 
 class SourceRegistry:
@@ -121,6 +170,7 @@ class SourceRegistry:
         self._by_hash: dict[str, Source] = {}
         self._unknown: dict[str, float] = {}  # hash -> when it was last found missing
         self._lock = threading.Lock()
+        self._ip_secret: bytes | None = None
 
     def cached(self, write_key: str) -> Source | None:
         """The source of a key seen before, without touching the warehouse."""
@@ -146,6 +196,17 @@ class SourceRegistry:
             source = _source(rows[0])
             self._by_hash[digest] = source
             return source
+
+    def cached_ip_secret(self) -> bytes | None:
+        """The warehouse's secret for hashing IP addresses, once read."""
+        return self._ip_secret
+
+    def ip_secret(self) -> bytes:
+        """The secret for hashing IP addresses (touchpoints.collect.ip), read (or made)
+        once; call it off the event loop."""
+        if self._ip_secret is None:
+            self._ip_secret = ip_secret(self._warehouse)
+        return self._ip_secret
 
     def forget(self, source_id: str) -> None:
         """Drop a source from the cache (its settings changed): the next request with
