@@ -49,9 +49,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
-from touchpoints.errors import InvalidInput, NotFound
+from touchpoints.collect.source_settings import json_object, put_source_setting
+from touchpoints.errors import InvalidInput
 from touchpoints.warehouse import Warehouse
 
 #: Track events that carry a decision in `properties`.
@@ -117,10 +116,10 @@ def is_consent_event(row: Mapping[str, Any]) -> bool:
 def message_choices(row: Mapping[str, Any]) -> dict[str, str]:
     """Everything an event row says was chosen: its `context.consent`, and for a consent
     event its properties (which win)."""
-    context = _as_object(row.get("context"))
+    context = json_object(row.get("context"))
     choices, _ = read_choices(context.get("consent"))
     if is_consent_event(row):
-        own, _ = read_choices(_as_object(row.get("properties")))
+        own, _ = read_choices(json_object(row.get("properties")))
         choices.update(own)
     return choices
 
@@ -148,12 +147,12 @@ def pseudonymised(row: dict[str, Any]) -> dict[str, Any]:
     for column in ("page_url", "page_referrer", "page_title", "page_path"):
         if isinstance(out.get(column), str):
             out[column] = _EMAIL.sub(_REDACTED, out[column])
-    context = _scrub(_as_object(row.get("context")))
+    context = _scrub(json_object(row.get("context")))
     device = context.get("device")
     if isinstance(device, dict):  # lasting device identifiers
         context["device"] = {k: v for k, v in device.items() if k not in _DEVICE_IDS}
     out["context"] = context or None
-    out["properties"] = _scrub(_as_object(row.get("properties"))) or None
+    out["properties"] = _scrub(json_object(row.get("properties"))) or None
     return out
 
 
@@ -165,9 +164,9 @@ def minimised(row: dict[str, Any]) -> dict[str, Any]:
         out[column] = None
     for column in ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"):
         out[column] = None
-    context = _as_object(row.get("context"))
+    context = json_object(row.get("context"))
     out["context"] = {"consent": context["consent"]} if "consent" in context else None
-    properties = _as_object(row.get("properties"))
+    properties = json_object(row.get("properties"))
     kept = {k: properties[k] for k in ("purposes", "categoryPreferences", "policy_version")
             if k in properties}  # fmt: skip
     out["properties"] = kept or None
@@ -188,24 +187,12 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def _as_object(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str) and value:
-        try:
-            parsed = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return {}
-        return parsed if isinstance(parsed, dict) else {}
-    return {}
-
-
 # -- the per-source setting ------------------------------------------------------------
 
 
 def mode_from_settings(settings: str | None) -> str:
     """A source's collection mode from its `settings` JSON text (`off` when unset)."""
-    parsed = _as_object(settings)
+    parsed = json_object(settings)
     mode = parsed.get(MODE_SETTING)
     return mode if mode in COLLECTION_MODES else DEFAULT_MODE
 
@@ -223,17 +210,5 @@ def set_collection_mode(warehouse: Warehouse, source_id: str, mode: str) -> str:
     """Store a source's collection mode in its `settings` JSON; returns the previous one.
     A running collector sees it once its cache forgets the source
     (`SourceRegistry.forget`)."""
-    mode = check_mode(mode)
-    with warehouse.lock:
-        table = warehouse.table("sources")
-        rows = table.filter(table.source_id == source_id).select("settings").to_pyarrow()
-        if rows.num_rows == 0:
-            raise NotFound(f"no source {source_id!r}", field="source_id")
-        text = rows.column("settings")[0].as_py()
-        settings = _as_object(text)
-        previous = mode_from_settings(text)
-        settings[MODE_SETTING] = mode
-        warehouse.update_rows(
-            "sources", "source_id", source_id, {"settings": orjson.dumps(settings).decode()}
-        )
-    return previous
+    before = put_source_setting(warehouse, source_id, MODE_SETTING, check_mode(mode))
+    return mode_from_settings(before)

@@ -27,9 +27,9 @@ import ipaddress
 import secrets
 from typing import Any
 
-import orjson
 import pyarrow as pa
 
+from touchpoints.collect.source_settings import json_object
 from touchpoints.errors import InvalidInput
 from touchpoints.warehouse import Warehouse
 
@@ -59,7 +59,7 @@ def check_ip_mode(mode: Any) -> str:
 
 def ip_mode_from_settings(settings: str | None) -> str:
     """A source's ip mode from its `settings` JSON text (`keep` when it names none)."""
-    parsed = _as_object(settings)
+    parsed = json_object(settings)
     mode = parsed.get(IP_SETTING)
     return mode if mode in IP_MODES else UNSET_IP_MODE
 
@@ -171,15 +171,3 @@ def _stored_secrets(warehouse: Warehouse) -> list[str]:
     meta = warehouse.table("meta")
     values = meta.filter(meta.key == SECRET_KEY).value.to_pyarrow().to_pylist()
     return [value for value in values if value]
-
-
-def _as_object(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str) and value:
-        try:
-            parsed = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return {}
-        return parsed if isinstance(parsed, dict) else {}
-    return {}

@@ -27,7 +27,8 @@ from touchpoints.collect.ip import (
     ip_secret,
 )
 from touchpoints.collect.keys import WRITE_KEY_PREFIX, hash_key, new_key
-from touchpoints.errors import Conflict, InvalidInput, NotFound
+from touchpoints.collect.source_settings import put_source_setting
+from touchpoints.errors import Conflict, InvalidInput
 from touchpoints.warehouse import CHANNELS, Warehouse
 
 #: How long a write key found unknown is not looked up again (keys made by another
@@ -142,24 +143,7 @@ def set_ip_mode(warehouse: Warehouse, source_id: str, mode: str) -> str:
     mode = check_ip_mode(mode)
     if mode == "hash":
         ip_secret(warehouse)
-    with warehouse.lock:
-        table = warehouse.table("sources")
-        rows = table.filter(table.source_id == source_id).select("settings").to_pyarrow()
-        if rows.num_rows == 0:
-            raise NotFound(f"no source {source_id!r}", field="source_id")
-        text = rows.column("settings")[0].as_py()
-        try:
-            settings = orjson.loads(text) if text else {}
-        except orjson.JSONDecodeError:
-            settings = {}
-        if not isinstance(settings, dict):
-            settings = {}
-        previous = ip_mode_from_settings(text)
-        settings[IP_SETTING] = mode
-        warehouse.update_rows(
-            "sources", "source_id", source_id, {"settings": orjson.dumps(settings).decode()}
-        )
-    return previous
+    return ip_mode_from_settings(put_source_setting(warehouse, source_id, IP_SETTING, mode))
 
 
 class SourceRegistry:
