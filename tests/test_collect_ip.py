@@ -313,3 +313,44 @@ def test_the_cli_through_a_running_server(tmp_path: Path) -> None:
 )
 def test_truncation_of_what_proxies_write(value: str, truncated: str | None) -> None:
     assert mask_ip(value, "truncate") == truncated
+
+
+def test_changing_a_sources_modes_takes_effect_at_once(proxied: LiveServer) -> None:
+    """`PUT …/ip-mode` (what `touchpoints sources set` sends through a running server)
+    changes what the very next request keeps, and is audited."""
+    key = new_source(proxied, "till", "keep")
+    source_id = httpx.get(proxied.url + "/v1/admin/sources", headers=ADMIN).json()[-1]["source_id"]
+    send(proxied, key, "198.51.100.23", [track("before")])
+    url = f"{proxied.url}/v1/admin/sources/{source_id}/ip-mode"
+    bad = httpx.put(url, json={"mode": "blur"}, headers=ADMIN)
+    assert bad.status_code == 400 and bad.json()["field"] == "ip_mode"
+    changed = httpx.put(url, json={"mode": "drop"}, headers=ADMIN).json()
+    assert changed == {"source_id": source_id, "ip_mode": "drop", "previous": "keep"}
+    send(proxied, key, "198.51.100.23", [track("after")])
+    rows = proxied.warehouse.table("events").select("message_id", "ip").to_pyarrow().to_pylist()
+    stored = {r["message_id"]: r["ip"] for r in rows}
+    assert stored["before"] == "198.51.100.23" and stored["after"] is None
+    log = proxied.warehouse.table("audit_log")
+    assert log.filter(log.action == "source.ip_mode").count().to_pyarrow().as_py() == 1
+
+
+def test_sources_set_from_the_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import subprocess
+    import sys
+
+    url = f"duckdb:///{tmp_path / 'touchpoints.duckdb'}"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "touchpoints.cli.main", "-w", url, *args, "-f", "json"]
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    made = json.loads(cli("sources", "add", "shop").stdout)
+    done = cli("sources", "set", made["source_id"], "--ip-mode", "hash",
+               "--consent-mode", "pseudonymous")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    listed = {s["source_id"]: s for s in json.loads(cli("sources", "list").stdout)}
+    assert listed[made["source_id"]]["ip_mode"] == "hash"
+    assert listed[made["source_id"]]["consent_mode"] == "pseudonymous"
+    bad = cli("sources", "set", made["source_id"], "--ip-mode", "blur")
+    assert bad.returncode == 2 and "ip_mode" in bad.stderr and "Traceback" not in bad.stderr

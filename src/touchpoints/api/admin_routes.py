@@ -15,6 +15,7 @@ from touchpoints.collect.ip import DEFAULT_IP_MODE
 from touchpoints.collect.sources import add_source, list_sources
 from touchpoints.privacy.keys import add_key, list_keys, revoke_key
 from touchpoints.privacy.rebuild import rebuild
+from touchpoints.privacy.source_privacy import set_source_ip_mode
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -115,3 +116,21 @@ async def post_revoke(key_id: str, request: Request) -> Response:
         reason=reason_of(request),
     )
     return JSON(revoked.as_dict())
+
+
+class IpModeRequest(BaseModel):
+    mode: str
+
+
+@router.put("/sources/{source_id}/ip-mode")
+async def put_ip_mode(source_id: str, payload: IpModeRequest, request: Request) -> Response:
+    """Set what a source keeps of client IP addresses: keep, truncate, hash or drop
+    (events already stored are not changed)."""
+    caller = await require(request, "admin")
+    services = request.app.state.services
+    changed = await off_loop(
+        request, set_source_ip_mode, services.warehouse, source_id, payload.mode,
+        actor=caller.key_id,
+    )  # fmt: skip
+    services.collector.registry.forget(source_id)
+    return JSON(changed)

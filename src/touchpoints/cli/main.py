@@ -115,6 +115,27 @@ def sources_add(
         err.print("Keep the write key now: only its hash is stored.")
 
 
+@sources_app.command("set")
+def sources_set(
+    source_id: Annotated[str, typer.Argument(help="The source_id (see sources list).")],
+    ip_mode: Annotated[
+        str | None, typer.Option(help="What to keep of client IPs: keep, truncate, hash, drop.")
+    ] = None,
+    consent_mode: Annotated[
+        str | None,
+        typer.Option(help="Events without analytics consent: off, pseudonymous or drop."),
+    ] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Change a source's privacy settings (recorded in the audit log)."""
+    from touchpoints.errors import InvalidInput
+
+    if ip_mode is None and consent_mode is None:
+        raise InvalidInput("give --ip-mode or --consent-mode", field="ip_mode")
+    with _target() as target:
+        render(target.set_source(source_id, ip_mode, consent_mode), fmt)
+
+
 @sources_app.command("list")
 def sources_list(fmt: FormatOpt = Format.table) -> None:
     """List the sources (never their keys)."""

@@ -14,8 +14,10 @@ from touchpoints.errors import TouchpointsError, WarehouseError
 from touchpoints.insights import segments
 from touchpoints.models.reports import run_report
 from touchpoints.privacy.audit import CONTROL_ACTOR, audited_profile
+from touchpoints.privacy.consent_config import set_source_mode
 from touchpoints.privacy.keys import add_key, list_keys, revoke_key
 from touchpoints.privacy.rebuild import rebuild
+from touchpoints.privacy.source_privacy import set_source_ip_mode
 from touchpoints.warehouse import connect, duckdb_path
 from touchpoints.warehouse.ownership import ServerInfo, running_server
 
@@ -30,6 +32,9 @@ class Target(Protocol):
     def list_keys(self) -> list[dict[str, Any]]: ...
     def revoke_key(self, key_id: str) -> dict[str, Any]: ...
     def report(self, name: str, params: dict[str, Any]) -> dict[str, Any]: ...
+    def set_source(
+        self, source_id: str, ip_mode: str | None, consent_mode: str | None
+    ) -> dict[str, Any]: ...
     def save_segment(self, name: str, rule: dict[str, Any]) -> dict[str, Any]: ...
     def refresh_segment(self, name: str) -> dict[str, Any]: ...
     def delete_segment(self, name: str) -> dict[str, Any]: ...
@@ -69,6 +74,17 @@ class LocalTarget:
 
     def report(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         return run_report(self.warehouse, name, params).as_dict()
+
+    def set_source(
+        self, source_id: str, ip_mode: str | None, consent_mode: str | None
+    ) -> dict[str, Any]:
+        changed: dict[str, Any] = {"source_id": source_id}
+        if ip_mode is not None:
+            changed["ip_mode"] = set_source_ip_mode(self.warehouse, source_id, ip_mode)["ip_mode"]
+        if consent_mode is not None:
+            made = set_source_mode(self.warehouse, source_id, consent_mode, actor="cli")
+            changed["consent_mode"] = made["consent_mode"]
+        return changed
 
     def save_segment(self, name: str, rule: dict[str, Any]) -> dict[str, Any]:
         return segments.save_segment(self.warehouse, name, rule)
@@ -145,6 +161,19 @@ class RemoteTarget:
 
     def report(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         return self._call("GET", f"/v1/insights/{quote(name, safe='')}", params=params)
+
+    def set_source(
+        self, source_id: str, ip_mode: str | None, consent_mode: str | None
+    ) -> dict[str, Any]:
+        changed: dict[str, Any] = {"source_id": source_id}
+        base = f"/v1/admin/sources/{quote(source_id, safe='')}"
+        if ip_mode is not None:
+            made = self._call("PUT", f"{base}/ip-mode", json={"mode": ip_mode})
+            changed["ip_mode"] = made["ip_mode"]
+        if consent_mode is not None:
+            made = self._call("PUT", f"{base}/consent-mode", json={"mode": consent_mode})
+            changed["consent_mode"] = made["consent_mode"]
+        return changed
 
     def save_segment(self, name: str, rule: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/v1/segments", json={"name": name, "rule": rule})
