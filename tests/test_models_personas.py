@@ -109,3 +109,20 @@ def test_breakdown_shares() -> None:
 def test_bad_input_is_refused(features: pd.DataFrame, k_range: range) -> None:
     with pytest.raises(InvalidInput):
         fit_personas(features, k_range)
+
+
+def test_persona_breakdown_rows() -> None:
+    from touchpoints.models.persona_data import persona_breakdown
+
+    features, truth = planted(n=30)
+    model = fit_personas(features, range(2, 5), seed=0)
+    countries = pd.Series(np.where(truth == 0, "FR", "DE"), index=features.index)
+    rows = persona_breakdown(model, countries.iloc[:-5])  # five customers without a trait
+    by_cluster: dict[int, float] = {}
+    for row in rows:
+        by_cluster[row["cluster"]] = by_cluster.get(row["cluster"], 0.0) + row["share"]
+    assert all(total == pytest.approx(1.0) for total in by_cluster.values())
+    spenders = model.clusters[truth == 0].mode()[0]
+    french = [r for r in rows if r["cluster"] == spenders and r["value"] == "FR"]
+    assert french and french[0]["share"] > 0.9
+    assert any(r["value"] == "(unknown)" for r in rows)

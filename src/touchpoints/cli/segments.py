@@ -114,7 +114,10 @@ def rfm(
 
 def personas(
     max_clusters: Annotated[int, typer.Option(help="The most clusters to consider.")] = 8,
+    by_trait: Annotated[
+        str | None, typer.Option(help="Break each persona down by a profile trait.")
+    ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Customers clustered by behaviour (k by silhouette), each group described."""
-    show("personas", fmt, None, None, None, max_clusters=max_clusters)
+    show("personas", fmt, None, None, None, max_clusters=max_clusters, trait=by_trait)

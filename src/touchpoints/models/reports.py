@@ -28,7 +28,7 @@ from touchpoints.models.churn_service import current_risk, evaluation, retention
 from touchpoints.models.churn_service import rows as churn_rows
 from touchpoints.models.clv_data import fit_from_transactions, score_customers
 from touchpoints.models.clv_data import warehouse_transactions as _transactions
-from touchpoints.models.persona_data import customer_personas
+from touchpoints.models.persona_data import customer_personas, persona_breakdown, trait_values
 from touchpoints.models.recommend_service import MODELS as RECOMMENDERS
 from touchpoints.models.recommend_service import recommend_for
 from touchpoints.warehouse.connection import Warehouse
@@ -92,6 +92,9 @@ def _personas(warehouse: Warehouse, scope: Scope, options: dict[str, Any]) -> An
     if scope.where or scope.start or scope.end:
         raise InvalidInput("personas take no from, to or where", field="where")
     found = customer_personas(warehouse, max_clusters=options["max_clusters"])
+    if options["trait"]:
+        rows = persona_breakdown(found, trait_values(warehouse, options["trait"]))
+        return ReportResult(["cluster", "name", "value", "share"], rows)
     rows = [{"cluster": p.cluster, "name": p.name, "customers": p.size, "share": p.share,
              **{f"mean_{k}": v for k, v in p.means.items()}} for p in found.personas]  # fmt: skip
     return ReportResult(list(rows[0]) if rows else [], rows)
@@ -115,6 +118,7 @@ MODEL_REPORTS: dict[str, Report] = {
     }),
     "personas": Report("personas", "customers clustered by behaviour, described", _personas, {
         "max_clusters": Option(whole(2, 20), 8),
+        "trait": Option(text, None, help="a profile trait to break each persona down by"),
     }),
     "recommend": Report("recommend", "the products a customer is likeliest to want", _recommend, {
         "identifier": Option(text, required=True),
