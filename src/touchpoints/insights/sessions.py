@@ -66,35 +66,35 @@ def sessionize(events: ir.Table, timeout: timedelta = DEFAULT_TIMEOUT) -> ir.Tab
         + events.utm_campaign.fill_null(""),
         ibis.null("string"),
     )
-    ordered = ibis.window(group_by=USER, order_by=["_ts", "message_id"])
-    upto = ibis.window(group_by=USER, order_by=["_ts", "message_id"], rows=(None, 0))
-    step = events.mutate(_ts=events.timestamp, ts_us=epoch_micros(events.timestamp),
-                         _campaign=campaign, _tagged=tagged.cast("int64"))  # fmt: skip
+    ordered = ibis.window(group_by=USER, order_by=["timestamp", "message_id"])
+    base = events.mutate(ts_us=epoch_micros(events.timestamp), _campaign=campaign)
+    # A tagged event's campaign is compared with that of the user's previous tagged event
+    # (the campaign in force) in a sort of the tagged events alone, which are few; the
+    # untagged ones never start a session by their campaign.
+    with_utm = base.filter(base._campaign.notnull())
+    previous = with_utm._campaign.lag().over(ordered)
+    with_utm = with_utm.mutate(_new_campaign=previous.isnull() | (previous != with_utm._campaign))
+    without = base.filter(base._campaign.isnull()).mutate(_new_campaign=ibis.literal(False))
+    step = with_utm.union(without)
+    # One sort of each user's timeline gives the order and the gap to the previous event,
     step = step.mutate(
         seq=ibis.row_number().over(ordered) + 1,
         _gap=step.ts_us - step.ts_us.lag().over(ordered),
-        _campaigns_so_far=step._tagged.sum().over(upto),
     )
-    # The campaign in force after each event: that of the latest tagged event so far.
-    step = step.mutate(
-        _in_force=step._campaign.max().over(ibis.window(group_by=[USER, step._campaigns_so_far]))
+    starts = step._gap.isnull() | (step._gap > timeout_us) | step._new_campaign
+    # and a second, on `seq` alone, counts the starts so far.
+    upto = ibis.window(group_by=USER, order_by="seq", rows=(None, 0))
+    step = step.select(
+        *events.columns,
+        "ts_us",
+        "seq",
+        session_number=starts.cast("int64").sum().over(upto),
     )
-    step = step.mutate(_in_force_before=step._in_force.lag().over(ordered))
-    starts = (
-        step._gap.isnull()
-        | (step._gap > timeout_us)
-        | (
-            (step._tagged == 1)
-            & (step._in_force_before.isnull() | (step._in_force_before != step._campaign))
-        )
-    )
-    step = step.mutate(_starts=starts.cast("int64"))
-    step = step.mutate(session_number=step._starts.sum().over(upto))
-    step = step.mutate(session_id=step[USER] + "#" + step.session_number.cast("string"))
-    return step.drop(
-        "_ts", "_campaign", "_tagged", "_gap", "_campaigns_so_far", "_in_force",
-        "_in_force_before", "_starts",
-    )  # fmt: skip
+    return step.mutate(session_id=_session_id(step[USER], step.session_number))
+
+
+def _session_id(user: ir.StringValue, number: ir.IntegerValue) -> ir.StringValue:
+    return user + "#" + number.cast("string")
 
 
 def sessions(sessionized: ir.Table, conversions: Sequence[str] = DEFAULT_CONVERSIONS) -> ir.Table:
@@ -103,7 +103,7 @@ def sessions(sessionized: ir.Table, conversions: Sequence[str] = DEFAULT_CONVERS
     t = sessionized
     is_view = t.type.isin(VIEW_TYPES)
     is_conversion = (t.type == "track") & t.event.isin(list(conversions) or [""])
-    t = t.mutate(_view=view_name(t), _is_view=is_view, _conv=is_conversion)
+    page = view_name(t)
     first = t.seq
     landing = {
         "channel": t.channel.argmin(first),
@@ -116,24 +116,25 @@ def sessions(sessionized: ir.Table, conversions: Sequence[str] = DEFAULT_CONVERS
     for name in ("device", "browser", "os"):
         if name in t.columns:
             landing[name] = t[name].argmin(first)
-    grouped = t.group_by([USER, "session_id", "session_number"]).aggregate(
+    # Grouped by user and number: `session_id` is spelt once per session, afterwards.
+    g = t.group_by([USER, "session_number"]).aggregate(
         start=t.timestamp.min(),
         end=t.timestamp.max(),
-        _first_us=t.ts_us.min(),
-        _last_us=t.ts_us.max(),
         events=t.count(),
-        views=t._is_view.sum(),
-        conversions=t._conv.sum(),
-        revenue=t.revenue.sum(where=t._conv).fill_null(0.0),
-        entry_page=t._view.argmin(first, where=t._is_view),
-        exit_page=t._view.argmax(first, where=t._is_view),
+        views=is_view.sum(),
+        conversions=is_conversion.sum(),
+        revenue=t.revenue.sum(where=is_conversion).fill_null(0.0),
+        entry_page=page.argmin(first, where=is_view),
+        exit_page=page.argmax(first, where=is_view),
         **landing,
+        duration_s=(t.ts_us.max() - t.ts_us.min()) / 1e6,
     )
-    duration = (grouped._last_us - grouped._first_us) / 1e6
-    return grouped.mutate(
-        duration_s=duration,
-        bounced=(grouped.views == 1) & (grouped.events == 1),
-        engaged=(duration > ENGAGED_SECONDS) | (grouped.conversions > 0) | (grouped.views >= 2),
-        referrer_host=referrer_host(grouped.referrer),
-        channel_group=channel_group(grouped.utm_source, grouped.utm_medium, grouped.referrer),
-    ).drop("_first_us", "_last_us")
+    return g.select(
+        g[USER],
+        _session_id(g[USER], g.session_number).name("session_id"),
+        *[g[c] for c in g.columns if c != USER],
+        bounced=(g.views == 1) & (g.events == 1),
+        engaged=(g.duration_s > ENGAGED_SECONDS) | (g.conversions > 0) | (g.views >= 2),
+        referrer_host=referrer_host(g.referrer),
+        channel_group=channel_group(g.utm_source, g.utm_medium, g.referrer),
+    )
