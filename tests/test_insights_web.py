@@ -402,6 +402,10 @@ CHANNEL_CASES = [
     (("partner", "affiliate", None), None, "Affiliates"),
     (None, "https://news.ycombinator.com/item?id=1", "Referral"),
     (None, "https://www.examplegoogle.com/", "Referral"),
+    (None, "https://t.example.com/post", "Referral"),
+    (None, "https://x.mycompany.com/", "Referral"),
+    (None, "https://www.google.co.uk/", "Organic Search"),
+    (None, "https://m.facebook.com/story", "Organic Social"),
     (("partner-blog", "referral", None), None, "Referral"),
     (("spring-sale", None, None), None, "Other"),
     (("adnet", "cpc", None), None, "Other"),
@@ -432,6 +436,10 @@ def test_default_channel_grouping(warehouse: Warehouse) -> None:
         "https://duckduckgo.com/": "duckduckgo.com",
         "https://news.ycombinator.com/item?id=1": "news.ycombinator.com",
         "https://www.examplegoogle.com/": "examplegoogle.com",
+        "https://t.example.com/post": "t.example.com",
+        "https://x.mycompany.com/": "x.mycompany.com",
+        "https://www.google.co.uk/": "google.co.uk",
+        "https://m.facebook.com/story": "m.facebook.com",
     }
     # the overview by channel group counts one session per case
     by_group = overview(warehouse, "day", by="channel_group")

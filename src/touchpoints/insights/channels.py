@@ -45,9 +45,11 @@ _NONE = ("", "(none)", "(direct)", "(not set)", "direct", "none")
 
 
 def _site_pattern(names: tuple[str, ...]) -> str:
-    """A source such as `google` or a host such as `www.google.co.uk`/`l.instagram.com`."""
+    """A source such as `google` or a host such as `www.google.co.uk`/`l.instagram.com`:
+    the site's name followed only by a top-level domain (and a country code), so that
+    `t.co` is social but `t.example.com` and `x.mycompany.com` are not."""
     alternatives = "|".join(names)
-    return rf"^(.*\.)?({alternatives})(\.[a-z.]+)?$"
+    return rf"^(.*\.)?({alternatives})(\.[a-z]{{2,3}}(\.[a-z]{{2}})?)?$"
 
 
 def referrer_host(url: ir.StringValue) -> ir.StringValue:
