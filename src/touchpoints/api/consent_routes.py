@@ -10,9 +10,8 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from touchpoints.api.auth import credential, off_loop, require
+from touchpoints.api.auth import off_loop, require
 from touchpoints.api.responses import JSON
-from touchpoints.collect.keys import hash_key
 from touchpoints.privacy.consent_config import set_source_mode
 from touchpoints.privacy.consent_read import consent_status
 from touchpoints.privacy.consent_records import record
@@ -36,19 +35,11 @@ class ModeRequest(BaseModel):
     mode: Any = None
 
 
-def actor_of(request: Request) -> str:
-    """Who the audit log names: the key id, or `cli` for the server's control token."""
-    secret = credential(request) or ""
-    if secret.startswith(("tpa_", "tpr_")):
-        return "key_" + hash_key(secret)[:12]
-    return "cli"
-
-
 @router.post("/v1/consents")
 async def post_consents(payload: ConsentRequest, request: Request) -> Response:
     """Append a person's decisions; answers the records stored (none when a retry of a
     decision stored before) and the person's standing after them."""
-    await require(request, "admin")
+    caller = await require(request, "admin")
     warehouse = request.app.state.services.warehouse
     reason = payload.reason if isinstance(payload.reason, str) else None
 
@@ -60,7 +51,7 @@ async def post_consents(payload: ConsentRequest, request: Request) -> Response:
             source=payload.source,
             policy_version=payload.policy_version,
             recorded_at=payload.recorded_at,
-            actor=actor_of(request),
+            actor=caller.key_id,
             reason=reason,
         )
         return {"recorded": stored, **consent_status(warehouse, payload.subject, sync=False)}
@@ -82,7 +73,7 @@ async def get_consents(identifier: str, request: Request, at: str | None = Query
 async def put_consent_mode(source_id: str, payload: ModeRequest, request: Request) -> Response:
     """Set how a source stores events of people without analytics consent: `off`,
     `pseudonymous` or `drop` (see touchpoints.collect.consent)."""
-    await require(request, "admin")
+    caller = await require(request, "admin")
     services = request.app.state.services
     changed = await off_loop(
         request,
@@ -90,7 +81,7 @@ async def put_consent_mode(source_id: str, payload: ModeRequest, request: Reques
         services.warehouse,
         source_id,
         payload.mode,
-        actor=actor_of(request),
+        actor=caller.key_id,
     )
     services.collector.registry.forget(source_id)
     return JSON(changed)

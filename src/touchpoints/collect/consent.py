@@ -49,8 +49,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from touchpoints.collect.source_settings import json_object, put_source_setting
-from touchpoints.errors import InvalidInput
+from touchpoints.collect.source_settings import (
+    check_choice,
+    json_object,
+    put_source_setting,
+    setting_choice,
+)
 from touchpoints.warehouse import Warehouse
 
 #: Track events that carry a decision in `properties`.
@@ -192,18 +196,11 @@ def _scrub(value: Any) -> Any:
 
 def mode_from_settings(settings: str | None) -> str:
     """A source's collection mode from its `settings` JSON text (`off` when unset)."""
-    parsed = json_object(settings)
-    mode = parsed.get(MODE_SETTING)
-    return mode if mode in COLLECTION_MODES else DEFAULT_MODE
+    return setting_choice(settings, MODE_SETTING, COLLECTION_MODES, DEFAULT_MODE)
 
 
 def check_mode(mode: Any) -> str:
-    if mode not in COLLECTION_MODES:
-        raise InvalidInput(
-            f"mode must be one of {', '.join(COLLECTION_MODES)}, not {str(mode)[:40]!r}",
-            field="mode",
-        )
-    return str(mode)
+    return check_choice(mode, COLLECTION_MODES, "mode")
 
 
 def set_collection_mode(warehouse: Warehouse, source_id: str, mode: str) -> str:

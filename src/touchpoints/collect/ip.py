@@ -29,8 +29,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from touchpoints.collect.source_settings import json_object
-from touchpoints.errors import InvalidInput
+from touchpoints.collect.source_settings import check_choice, setting_choice
 from touchpoints.warehouse import Warehouse
 
 IP_MODES: tuple[str, ...] = ("keep", "truncate", "hash", "drop")
@@ -49,19 +48,12 @@ _V6_KEPT = ((1 << 48) - 1) << 80  # the first 48 of 128 bits
 
 def check_ip_mode(mode: Any) -> str:
     """`mode` when it is one of IP_MODES, else InvalidInput naming `ip_mode`."""
-    if mode not in IP_MODES:
-        raise InvalidInput(
-            f"ip_mode must be one of {', '.join(IP_MODES)}, not {str(mode)[:40]!r}",
-            field="ip_mode",
-        )
-    return str(mode)
+    return check_choice(mode, IP_MODES, "ip_mode")
 
 
 def ip_mode_from_settings(settings: str | None) -> str:
     """A source's ip mode from its `settings` JSON text (`keep` when it names none)."""
-    parsed = json_object(settings)
-    mode = parsed.get(IP_SETTING)
-    return mode if mode in IP_MODES else UNSET_IP_MODE
+    return setting_choice(settings, IP_SETTING, IP_MODES, UNSET_IP_MODE)
 
 
 def parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

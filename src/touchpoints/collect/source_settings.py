@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from touchpoints.errors import NotFound
+from touchpoints.errors import InvalidInput, NotFound
 from touchpoints.warehouse import Warehouse
 
 
@@ -22,6 +22,21 @@ def json_object(value: Any) -> dict[str, Any]:
             return {}
         return parsed if isinstance(parsed, dict) else {}
     return {}
+
+
+def check_choice(value: Any, allowed: tuple[str, ...], field: str) -> str:
+    """`value` when it is one of `allowed`, else InvalidInput naming `field`."""
+    if value not in allowed:
+        raise InvalidInput(
+            f"{field} must be one of {', '.join(allowed)}, not {str(value)[:40]!r}", field=field
+        )
+    return str(value)
+
+
+def setting_choice(settings: Any, key: str, allowed: tuple[str, ...], default: str) -> str:
+    """One key of a source's settings when it holds an allowed value, else `default`."""
+    value = json_object(settings).get(key)
+    return value if value in allowed else default
 
 
 def put_source_setting(warehouse: Warehouse, source_id: str, key: str, value: Any) -> str | None:
