@@ -54,8 +54,22 @@ WEEKS_PER_MONTH = 4.345
 # --------------------------------------------------------------------------- results
 
 
+class _CountModel:
+    """What BG/NBD and Pareto/NBD share: expected purchases are P(alive) times the
+    purchases of a customer still alive (each model's `_if_alive`), grouped by row."""
+
+    def expected_purchases(
+        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        """E[purchases in (T, T+t] | x, t_x, T]: BG/NBD eq. (10), hyp2f1 Euler-transformed;
+        Pareto/NBD eq. (21) of Fader & Hardie's note."""
+        x, tx, tt = _arrays(frequency, recency, T)
+        tv = _horizon(t, x.shape)
+        return self.probability_alive(x, tx, tt) * _grouped(self._if_alive, x, tt, tv)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
-class BGNBDFit:
+class BGNBDFit(_CountModel):
     """A fitted BG/NBD model: the papers' parameters, the log-likelihood and predictions."""
 
     r: float
@@ -77,14 +91,6 @@ class BGNBDFit:
         """P(customer still active at T | x, t_x, T): eq. (13) of the paper."""
         x, tx, tt = _arrays(frequency, recency, T)
         return np.exp(-_bg_log_odds_dead(self, x, tx, tt))
-
-    def expected_purchases(
-        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> FloatArray:
-        """E[purchases in (T, T+t] | x, t_x, T]: eq. (10), hyp2f1 Euler-transformed."""
-        x, tx, tt = _arrays(frequency, recency, T)
-        tv = _horizon(t, x.shape)
-        return self.probability_alive(x, tx, tt) * _grouped(self._if_alive, x, tt, tv)
 
     def _if_alive(self, x: FloatArray, tt: FloatArray, t: FloatArray) -> FloatArray:
         """Expected purchases in (T, T+t] for a customer still alive: eq. (10)'s numerator.
@@ -114,7 +120,7 @@ class BGNBDFit:
 
 
 @dataclass(frozen=True)
-class ParetoNBDFit:
+class ParetoNBDFit(_CountModel):
     """A fitted Pareto/NBD model: the papers' parameters, the log-likelihood and predictions."""
 
     r: float
@@ -136,14 +142,6 @@ class ParetoNBDFit:
         """P(customer still active at T | x, t_x, T) (Fader & Hardie's note, eq. 18)."""
         x, tx, tt = _arrays(frequency, recency, T)
         return _grouped(lambda *c: np.exp(_pareto_log_alive(self, *c)), x, tx, tt)
-
-    def expected_purchases(
-        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> FloatArray:
-        """E[purchases in (T, T+t] | x, t_x, T] (Fader & Hardie's note, eq. 21)."""
-        x, tx, tt = _arrays(frequency, recency, T)
-        tv = _horizon(t, x.shape)
-        return self.probability_alive(x, tx, tt) * _grouped(self._if_alive, x, tt, tv)
 
     def _if_alive(self, x: FloatArray, tt: FloatArray, t: FloatArray) -> FloatArray:
         """(r+x)(β+T)/((α+T)(s−1))·[1 − ((β+T)/(β+T+t))^{s−1}]; a log in the s → 1 limit."""
