@@ -142,3 +142,30 @@ def test_a_stale_server_file_is_ignored(tmp_path: Path) -> None:
         json.dumps({"url": "http://127.0.0.1:9", "pid": 1, "token": "t"})
     )  # alive, but not ours
     assert running_server(database) is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("GET", "/v1/admin/audit?action=%00", None, "action"),
+        ("GET", "/v1/insights/web?where=channel%3D%00x", None, "where"),
+        ("GET", "/v1/profiles/email:a%00b@example.com", None, "identifier"),
+        ("POST", "/v1/consents", {"subject": "user:u1", "purpose": "ana\u0000lytics"}, "purpose"),
+        ("POST", "/v1/admin/sources", {"name": "s", "meta": [{"k\u0000": 1}]}, "meta[0].k"),
+    ],
+)
+def test_a_nul_character_anywhere_gets_400_naming_where(
+    server: LiveServer, method: str, path: str, body: dict | None, field: str
+) -> None:
+    """The SQL engines cannot read a NUL inside a literal; the API refuses it first."""
+    before = server.warehouse.count("audit_log")
+    response = httpx.request(
+        method,
+        server.url + path,
+        json=body,
+        headers={"Authorization": "Bearer test-admin-token"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == field
+    assert "NUL" in response.json()["message"]
+    assert server.warehouse.count("audit_log") == before

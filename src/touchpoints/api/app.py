@@ -6,7 +6,7 @@ import asyncio
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import touchpoints
@@ -18,6 +18,7 @@ from touchpoints.api import (
     consent_routes,
     errors,
     housekeeping,
+    input_guard,
     insights_routes,
     model_routes,
     privacy_routes,
@@ -78,6 +79,7 @@ def create_app(services: Services) -> CollectorASGI:
         version=touchpoints.__version__,
         description="Segment-compatible collector and customer data platform API.",
         lifespan=lifespan,
+        dependencies=[Depends(input_guard.refuse_nul)],
     )
     app.state.services = services
     app.add_middleware(
