@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 
 from touchpoints.warehouse import Warehouse, connect, from_spark_session
+from touchpoints.warehouse.vault import KEY_ENV, new_key
 
 # Spark prints much at start; keep the tests' output readable.
 os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--conf spark.ui.enabled=false pyspark-shell")
+# One encryption key for the run, as a deployment configures it (child processes share
+# it); tests of where keys come from unset it.
+os.environ.setdefault(KEY_ENV, new_key())
 
 
 @pytest.fixture(scope="session")

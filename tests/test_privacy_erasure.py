@@ -19,6 +19,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.personal import stored
 from touchpoints.collect.normalize import Envelope, normalize
 from touchpoints.errors import InvalidInput, NotFound
 from touchpoints.identity import find_customer
@@ -156,6 +157,14 @@ def build_world(warehouse: Warehouse, writer: Any = None) -> None:
 
 
 ANA_FORMS = _forms(ANA_CLEAR, ANA_RAW)
+
+
+def stored_forms(warehouse: Warehouse, raw: dict[str, str]) -> list[str]:
+    """The blinds this warehouse's key gives a person's email and phone: the forms in
+    which it stores them (the clear ones are sealed)."""
+    return [stored(warehouse, f"{k}:{raw[k]}").partition(":")[2] for k in ("email", "phone")]
+
+
 BOB_FORMS = _forms(
     ["bob.stone@example.org", "+12125550199", "LOY-100200", "user-bob-7310", "anon-web-bob11x"],
     BOB,
@@ -222,10 +231,16 @@ def test_erasure_leaves_no_trace_and_a_return_is_a_stranger(
     bob_before, cara_before = person_rows(duck, BOB), person_rows(duck, CARA)
     assert len(bob_before["events"]) == 9 and bob_before["profile"]
 
-    # the scans find Ana before: they can see what they look for
+    # the scans find Ana before, in the forms she is stored in: they can see what they
+    # look for; her email and phone themselves are sealed, in no cell and not in the file
     duck.backend.raw_sql("CHECKPOINT")
-    assert set(hits(every_cell(duck), ANA_FORMS)) >= {"events", "identities", "audit_log"}
-    assert "ana.lopez@example.com" in file_hits(duck.path, ANA_FORMS)
+    blinds = stored_forms(duck, ANA_RAW)
+    every_form = [*ANA_FORMS, *blinds]
+    assert set(hits(every_cell(duck), every_form)) >= {"events", "identities", "audit_log"}
+    assert set(file_hits(duck.path, every_form)) >= {*blinds, "user-ana-5521"}
+    sealed = [ANA_RAW["email"], "ana.lopez@example.com", ANA_RAW["phone"], "+14155550142"]
+    assert hits(every_cell(duck), sealed) == {}
+    assert file_hits(duck.path, sealed) == []
 
     # one event of Ana's and one of Bob's acknowledged but not loaded, and a segment of
     # Ana's that failed to load
@@ -238,7 +253,8 @@ def test_erasure_leaves_no_trace_and_a_return_is_a_stranger(
         _message("identify", 42, userId="x-1", traits={"email": ANA_RAW["email"]}),
         Envelope("src_web", "web", int(T0.timestamp() * 1e6)),
     )
-    (failed / "0000000001.00000000.events.json").write_bytes(orjson.dumps([stuck]))
+    [sealed_stuck], _ = duck.seal([stuck])  # as a writer spools it
+    (failed / "0000000001.00000000.events.json").write_bytes(orjson.dumps([sealed_stuck]))
 
     result = erase(duck, ANA_RAW["email"], reason="Art. 17 request DSR-2026-014", writer=writer)
     writer.close()
@@ -248,7 +264,7 @@ def test_erasure_leaves_no_trace_and_a_return_is_a_stranger(
     assert result["spool_rows_removed"] == 1 and result["exports_removed"] == 1
     assert result["remaining_rows"] == 0 and result["remaining_in_file"] == 0
     assert not archive.exists()
-    forms = [*ANA_FORMS, old_customer]
+    forms = [*every_form, old_customer]
     assert hits(every_cell(duck), forms) == {}
     for path in (duck.path, duck.path.with_name(duck.path.name + ".wal")):
         assert file_hits(path, forms) == []
@@ -396,8 +412,9 @@ def test_erase_over_http_needs_an_admin_key(server: Any) -> None:
         assert client.get(path, headers=admin).status_code == 404
         bob = client.get(f"/v1/privacy/export/{BOB['user_id']}", headers=admin)
         assert bob.status_code == 200
-    assert hits(every_cell(server.warehouse), ANA_FORMS) == {}
-    assert file_hits(warehouse.path, ANA_FORMS) == []
+    forms = [*ANA_FORMS, *stored_forms(server.warehouse, ANA_RAW)]
+    assert hits(every_cell(server.warehouse), forms) == {}
+    assert file_hits(warehouse.path, forms) == []
 
 
 def test_cli_export_and_erase(tmp_path: Path) -> None:
@@ -409,6 +426,7 @@ def test_cli_export_and_erase(tmp_path: Path) -> None:
     url = f"duckdb:///{tmp_path / 'cli.duckdb'}"
     warehouse = connect(url)
     build_world(warehouse)
+    forms = [*ANA_FORMS, *stored_forms(warehouse, ANA_RAW)]
     warehouse.close()
     runner = CliRunner()
     out = tmp_path / "ana.zip"
@@ -422,4 +440,4 @@ def test_cli_export_and_erase(tmp_path: Path) -> None:
     )
     assert erased.exit_code == 0, erased.output
     assert json.loads(erased.stdout)["exports_removed"] == 1 and not out.exists()
-    assert file_hits(tmp_path / "cli.duckdb", ANA_FORMS) == []
+    assert file_hits(tmp_path / "cli.duckdb", forms) == []

@@ -17,6 +17,7 @@ from touchpoints.cli.output import Format, render
 from touchpoints.collect.ip import DEFAULT_IP_MODE
 from touchpoints.errors import TouchpointsError
 from touchpoints.warehouse import CHANNELS
+from touchpoints.warehouse.vault import new_key
 
 app = typer.Typer(
     name="touchpoints",
@@ -246,6 +247,13 @@ def keys_revoke(
     """Revoke an API key at once."""
     with _target() as target:
         render(target.revoke_key(key_id), fmt)
+
+
+@keys_app.command("new-master")
+def keys_new_master() -> None:
+    """Print a fresh encryption key for personal data (for TOUCHPOINTS_KEY or a key
+    file). Only for a new warehouse: data sealed with another key cannot be read."""
+    typer.echo(new_key())
 
 
 @app.command("import")

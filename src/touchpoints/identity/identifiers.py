@@ -13,6 +13,8 @@ import ibis.expr.types as ir
 
 from touchpoints.identity.config import IdentityConfig
 from touchpoints.warehouse.functions import json_text
+from touchpoints.warehouse.personal import BLINDED_KINDS, EMAIL_PATTERN, TRIM_PATTERN
+from touchpoints.warehouse.vault import BLIND_PATTERN, TOKEN_PATTERN
 
 #: (kind, where the value comes from); the order picks each event's hub identifier.
 SLOTS: tuple[tuple[str, str], ...] = (
@@ -26,13 +28,28 @@ SLOTS: tuple[tuple[str, str], ...] = (
 
 
 def normalise(kind: str, value: ir.StringValue, config: IdentityConfig) -> ir.StringValue:
-    """The canonical text of an identifier, or NULL when it is not a usable one."""
-    text = value.strip()
+    """The canonical text of an identifier, or NULL when it is not a usable one. A sealed
+    email or phone (see `touchpoints.warehouse.vault`) is its blind, which the write path
+    made from this same canonical text."""
+    clear = _normalise_clear(kind, value, config)
+    if kind not in BLINDED_KINDS:
+        return clear
+    blind = value.re_extract(BLIND_PATTERN, 1)
+    other_token = value.re_search(TOKEN_PATTERN)  # sealed, but no identifier: none
+    return ibis.cases(
+        (value.re_search(BLIND_PATTERN), blind), (other_token, ibis.null("string")), else_=clear
+    )
+
+
+def _normalise_clear(kind: str, value: ir.StringValue, config: IdentityConfig) -> ir.StringValue:
+    # Not .strip(): Ibis writes it for Spark as TRIM(' \t\n\r\v\f' ...), which also
+    # trims the letters v and f ('frank@…' became 'rank@…').
+    text = value.re_replace(TRIM_PATTERN, "")
     if kind == "email":
         text = text.lower()
         if config.strip_plus_addressing:
             text = text.re_replace(r"\+[^@]*@", "@")
-        return ibis.ifelse(text.re_search(r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), text, ibis.null())
+        return ibis.ifelse(text.re_search(EMAIL_PATTERN), text, ibis.null())
     if kind == "phone":
         digits = text.re_replace(r"[^0-9+]", "")
         international = ibis.ifelse(digits.startswith("00"), "+" + digits.substr(2), digits)

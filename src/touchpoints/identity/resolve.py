@@ -26,7 +26,10 @@ from touchpoints.identity.components import connected_components
 from touchpoints.identity.config import IdentityConfig
 from touchpoints.identity.identifiers import edges, event_identifiers, nodes
 from touchpoints.warehouse import Warehouse
+from touchpoints.warehouse.connection import IDENTITY_SETTINGS
 from touchpoints.warehouse.functions import md5_hex
+from touchpoints.warehouse.personal import IdentifierRules
+from touchpoints.warehouse.reblind import reblind
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class ResolveSummary:
 
 
 WATERMARK = "identity_watermark"
-SETTINGS = "identity_settings"
+SETTINGS = IDENTITY_SETTINGS
 
 
 def resolve(
@@ -60,6 +63,9 @@ def resolve(
     watermark = warehouse.get_meta(WATERMARK)
     settings = config.to_json()
     same_settings = stored == settings  # new rules: redo everything
+    rules = IdentifierRules(config.country_code, config.strip_plus_addressing)
+    if rules != warehouse.identifier_rules:
+        reblind(warehouse, rules)  # sealed emails and phones get blinds under the new rules
     with Scratch(warehouse) as store:
         incremental = not full and same_settings and watermark is not None
         if incremental and warehouse.count("identities") > 0:

@@ -23,12 +23,15 @@ from typing import Any
 
 import orjson
 
+from touchpoints.identity.reveal import Revealer
 from touchpoints.privacy.consent_read import consent_status
 from touchpoints.privacy.person import Person, find_person, identity_config, owned, write_audit
 from touchpoints.warehouse import Warehouse
 from touchpoints.warehouse.schema import JSON_COLUMNS
 
 ACTION = "privacy.export"
+#: Columns holding JSON text, read as JSON in the archive.
+PARSED = {**JSON_COLUMNS, "rejected_events": ("payload",), "profiles": ("traits",)}
 Extra = Callable[[Warehouse, Person], list[dict[str, Any]]]
 
 #: Why each kind of data is held (Art. 15(1)(a)).
@@ -60,15 +63,16 @@ def export_person(
     """The archive (zip bytes) and its manifest; also written to `out` when given."""
     with warehouse.lock:
         person = find_person(warehouse, identifier)
-        tables = person_tables(warehouse, person)
+        revealer = Revealer(warehouse.vault, warehouse.identifier_rules)
+        tables = person_tables(warehouse, person, revealer)
         for name, extra in (extras or {}).items():
-            tables[name] = extra(warehouse, person)
+            tables[name] = [revealer.value(row) for row in extra(warehouse, person)]
         status = consent_status(warehouse, person.customer_id)
         manifest = {
             "generated_at": datetime.now(UTC).isoformat(),
             "customer_id": person.customer_id,
             "customer_ids": list(person.customer_ids),
-            "identifiers": list(person.identifiers),
+            "identifiers": [revealer.value(i) for i in person.identifiers],
             "consent": status["purposes"],
             "tables": {
                 name: {"rows": len(rows), "purpose": PURPOSES.get(name, "")}
@@ -96,18 +100,24 @@ def export_person(
     return archive, manifest
 
 
-def person_tables(warehouse: Warehouse, person: Person) -> dict[str, list[dict[str, Any]]]:
-    """The person's rows of every table that holds any, as plain rows."""
+def person_tables(
+    warehouse: Warehouse, person: Person, revealer: Revealer | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The person's rows of every table that holds any, as plain rows, their personal
+    values opened (and their identifiers in clear) by `revealer` when given."""
     found = {}
     for name, predicate in owned(person, identity_config(warehouse)).items():
         table = warehouse.table(name)
         rows = table.filter(predicate(table)).to_pyarrow().to_pylist()
-        json_columns = JSON_COLUMNS.get(name, ())
-        found[name] = sorted(
-            ({k: _parsed(v) if k in json_columns else v for k, v in r.items()} for r in rows),
-            key=lambda r: orjson.dumps(r, default=str),
-        )
-    return found
+        parsed = PARSED.get(name, ())
+        found[name] = [{k: _parsed(v) if k in parsed else v for k, v in r.items()} for r in rows]
+    if revealer is not None:
+        revealer.learn(row for rows in found.values() for row in rows)
+        found = {name: [revealer.value(row) for row in rows] for name, rows in found.items()}
+    return {
+        name: sorted(rows, key=lambda r: orjson.dumps(r, default=str))
+        for name, rows in found.items()
+    }
 
 
 def _parsed(value: Any) -> Any:

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from touchpoints.errors import InvalidInput
 from touchpoints.identity import profile
+from touchpoints.identity.lookup import pseudonymous
 from touchpoints.warehouse import Warehouse
 from touchpoints.warehouse.schema import AUDIT_LOG
 
@@ -63,6 +64,11 @@ def record(
         )
     if subject is not None and (not isinstance(subject, str) or len(subject) > 512):
         raise InvalidInput("subject is an identifier or customer id", field="subject")
+    # the log names people as the warehouse stores them: emails and phones as blinds
+    subject = pseudonymous(warehouse, subject) if subject else subject
+    for key in ("identifier", "subject"):  # as typed by whoever asked: maybe an email
+        if details and isinstance(details.get(key), str):
+            details = {**details, key: pseudonymous(warehouse, details[key])}
     row = {
         "audit_id": "aud_" + uuid.uuid4().hex,
         "at": datetime.now(UTC),
@@ -150,6 +156,7 @@ def _names(warehouse: Warehouse, subject: str) -> list[str]:
     """`subject`, and if it belongs to a customer, their id and every identifier."""
     if not isinstance(subject, str) or len(subject) > 512:
         raise InvalidInput("subject is an identifier or customer id", field="subject")
+    subject = pseudonymous(warehouse, subject)
     identities = warehouse.table("identities")
     owners = identities.filter(
         (identities.identifier == subject) | (identities.customer_id == subject)

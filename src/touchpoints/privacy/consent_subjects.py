@@ -20,7 +20,7 @@ import ibis
 from touchpoints.errors import InvalidInput
 from touchpoints.identity.config import IdentityConfig
 from touchpoints.identity.identifiers import normalise
-from touchpoints.identity.lookup import KINDS
+from touchpoints.identity.lookup import KINDS, is_blind, stored_form
 from touchpoints.identity.resolve import SETTINGS as IDENTITY_SETTINGS
 from touchpoints.warehouse import Warehouse
 
@@ -108,9 +108,12 @@ def normalise_subjects(
     values = _in_process(warehouse).to_pyarrow(ordered).column("value").to_pylist()
     out = []
     for (kind, raw), value, where in zip(split, values, fields, strict=True):
+        if is_blind(kind, raw):
+            out.append(f"{kind}:{raw}")  # already the stored form
+            continue
         if value is None:
             raise InvalidInput(f"{raw.strip()[:60]!r} is not a valid {kind}", field=where)
-        out.append(f"{kind}:{value}")
+        out.append(stored_form(warehouse, kind, raw, identity) or f"{kind}:{value}")
     return out
 
 

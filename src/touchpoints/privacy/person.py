@@ -29,6 +29,7 @@ from touchpoints.identity.resolve import SETTINGS
 from touchpoints.privacy import audit
 from touchpoints.warehouse import Warehouse
 from touchpoints.warehouse.functions import json_text
+from touchpoints.warehouse.vault import blind_of
 
 Predicate = Callable[[ir.Table], ir.BooleanValue]
 
@@ -85,9 +86,24 @@ def find_person(warehouse: Warehouse, identifier: str) -> Person:
     }
     raw = mine.select(**raw_columns).distinct().to_pyarrow().to_pylist()
     values = {v.strip() for row in raw for v in row.values() if isinstance(v, str) and v.strip()}
+    values |= _opened(warehouse, raw)  # sealed emails and phones: their blinds and clear text
     values |= {i.partition(":")[2] for i in ids} | set(ids) | set(customers)
     hashed = {h for v in values for h in digests(v)}
     return Person(customer, customers, tuple(ids), tuple(sorted(values | hashed)))
+
+
+def _opened(warehouse: Warehouse, raw: list[dict[str, Any]]) -> set[str]:
+    """The blinds and clear values inside the sealed identifiers of these raw values,
+    so that a copy of them anywhere (a spool file, a legacy row) is found too."""
+    found = set()
+    for row in raw:
+        for kind, value in row.items():
+            blind = blind_of(value) if isinstance(value, str) else None
+            if blind is None:
+                continue
+            clear = str(warehouse.vault.open(kind, value)).strip()
+            found |= {blind, clear}
+    return found
 
 
 def digests(text: str) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,9 @@ import sqlglot.expressions as sge
 
 from touchpoints.errors import InvalidInput, MissingDependency, WarehouseError
 from touchpoints.warehouse.functions import DUCKDB_MACROS
+from touchpoints.warehouse.personal import IdentifierRules, seal_event, seal_rejected
 from touchpoints.warehouse.schema import PRIMARY_KEYS, SCHEMA_VERSION, TABLES
+from touchpoints.warehouse.vault import KEY_CHECK, KEY_ENV, KEY_FILE_ENV, Vault, load_master
 
 #: DuckDB-only column: a hash of the primary key, indexed instead of the key itself.
 HASH_KEY = "_key"
@@ -36,6 +38,8 @@ HASHED_KEY_TABLES = frozenset({"events"})
 
 DEFAULT_URL = "duckdb:///touchpoints.duckdb"
 ENV_VAR = "TOUCHPOINTS_WAREHOUSE"
+#: Where identity keeps its settings in `meta` (the canonical forms depend on them).
+IDENTITY_SETTINGS = "identity_settings"
 
 
 def default_url() -> str:
@@ -53,6 +57,8 @@ class Warehouse:
     database: str | None = None
     path: Path | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _vault: Vault | None = field(default=None, repr=False)
+    _rules: IdentifierRules | None = field(default=None, repr=False)
 
     @property
     def lock(self) -> threading.RLock:
@@ -60,6 +66,51 @@ class Warehouse:
         return self._lock
 
     # -- reading -----------------------------------------------------------------
+    @property
+    def vault(self) -> Vault:
+        """The cipher of this warehouse's personal data (see `vault`), its key checked
+        against the one that sealed what is stored already."""
+        with self._lock:
+            if self._vault is None:
+                shared = None if self.engine == "duckdb" else f"{self.engine}-{self.database}"
+                master, origin = load_master(self.path, shared)
+                vault = Vault(master, origin)
+                stored = self.get_meta(KEY_CHECK)
+                if stored is None:
+                    self.set_meta(KEY_CHECK, vault.check_value)
+                elif stored != vault.check_value:
+                    raise WarehouseError(
+                        f"the encryption key from {origin} is not the key this warehouse's "
+                        f"personal data was sealed with; set {KEY_ENV} or {KEY_FILE_ENV} "
+                        "to the right one"
+                    )
+                self._vault = vault
+            return self._vault
+
+    @property
+    def identifier_rules(self) -> IdentifierRules:
+        """How emails and phones are made canonical before they are blinded: the rules
+        of the last identity build (`identity_settings` in meta), else the defaults."""
+        if self._rules is None:
+            with self._lock:
+                self._rules = IdentifierRules.from_settings(self.get_meta(IDENTITY_SETTINGS))
+        return self._rules
+
+    def use_identifier_rules(self, rules: IdentifierRules) -> None:
+        """Seal with these rules from now on (identity is about to store them)."""
+        self._rules = rules
+
+    def seal(
+        self, events: Sequence[dict[str, Any]], rejected: Sequence[dict[str, Any]] = ()
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Event and rejected-message rows with their personal values sealed: every
+        writer calls this before a row reaches disk."""
+        vault, rules = self.vault, self.identifier_rules
+        return (
+            [seal_event(vault, row, rules) for row in events],
+            [seal_rejected(vault, row, rules) for row in rejected],
+        )
+
     def table(self, name: str) -> ibis.Table:
         """An Ibis table expression of one of the warehouse's tables."""
         if self.database is not None:
@@ -168,12 +219,49 @@ class Warehouse:
             rows = updated.to_pyarrow()
             self.backend.create_table(name, ibis.memtable(rows), overwrite=True, **self._db_kw())
 
+    def update_many(self, name: str, key: Sequence[str], rows: pa.Table) -> None:
+        """Set the columns of `rows` other than `key` on the rows of `name` with the
+        same key (many at once: one UPDATE on DuckDB, a rewrite elsewhere)."""
+        values = [c for c in rows.column_names if c not in key]
+        with self._lock:
+            if self.engine == "duckdb":
+                cursor = self.backend.con.cursor()
+                try:
+                    cursor.register("_tp_updates", rows)
+                    assignments = ", ".join(f"{_quote(c)} = u.{_quote(c)}" for c in values)
+                    match = " AND ".join(f"t.{_quote(c)} = u.{_quote(c)}" for c in key)
+                    cursor.execute(
+                        f"UPDATE {_quote(name)} AS t SET {assignments} "
+                        f"FROM _tp_updates AS u WHERE {match}"
+                    )
+                    cursor.unregister("_tp_updates")
+                finally:
+                    cursor.close()
+                return
+            table = self.table(name)
+            updates = ibis.memtable(rows).rename({f"_new_{c}": c for c in values})
+            joined = table.left_join(updates, list(key))
+            merged = joined.select(
+                *[
+                    ibis.coalesce(joined[f"_new_{c}"], joined[c]).name(c)
+                    if c in values
+                    else joined[c]
+                    for c in table.columns
+                ]
+            )
+            materialised = merged.to_pyarrow()
+            self.backend.create_table(
+                name, ibis.memtable(materialised), overwrite=True, **self._db_kw()
+            )
+
     def get_meta(self, key: str) -> str | None:
         meta = self.table("meta")
         found = meta.filter(meta.key == key).value.to_pyarrow().to_pylist()
         return found[0] if found else None
 
     def set_meta(self, key: str, value: str) -> None:
+        if key == IDENTITY_SETTINGS:  # kept in memory: the write path must not query
+            self._rules = IdentifierRules.from_settings(value)
         if self.get_meta(key) is None:
             self.insert("meta", pa.table({"key": [key], "value": [value]}))
         else:
@@ -370,6 +458,8 @@ def connect(url: str | None = None, *, create: bool = True) -> Warehouse:
         warehouse = Warehouse(url=url, backend=backend, engine=backend.name)
     if create:
         warehouse.ensure_schema()
+        warehouse.vault  # noqa: B018 - a wrong key is refused when the warehouse opens
+        warehouse.identifier_rules  # noqa: B018 - read now, not on the write path
         if warehouse.path is not None:  # events acknowledged before a crash come first
             from touchpoints.warehouse.spool import recover
             from touchpoints.warehouse.writer import spool_dir
@@ -387,6 +477,8 @@ def from_spark_session(session: Any, database: str | None = None) -> Warehouse:
         url="pyspark://session", backend=backend, engine="pyspark", database=database
     )
     warehouse.ensure_schema()
+    warehouse.vault  # noqa: B018 - a wrong key is refused when the warehouse opens
+    warehouse.identifier_rules  # noqa: B018 - read now, not on the write path
     return warehouse
 
 

@@ -120,6 +120,7 @@ class SpoolEventWriter:
         (nested deeper than 254 levels); the future fails with WarehouseError if the
         spool cannot take them."""
         future: Future[WriteResult] = Future()
+        events, rejected = self._warehouse.seal(events, rejected)
         try:
             payloads = {}
             if events:

@@ -112,6 +112,7 @@ class IbisEventWriter:
     def _write(
         self, events: Sequence[dict[str, Any]], rejected: Sequence[dict[str, Any]]
     ) -> WriteResult:
+        events, rejected = self._warehouse.seal(events, rejected)
         with self._lock:
             unique: dict[tuple[str, str], dict[str, Any]] = {}
             for row in events:
