@@ -79,6 +79,8 @@ def to_message(row: dict[str, Any]) -> dict[str, Any]:
         message["event"] = row["name"]
         if row["revenue"] is not None:
             properties["revenue"] = row["revenue"]
+        if row["path"]:  # as the tracker sends it: the page the event happened on
+            context["page"] = {"path": row["path"]}
     elif row["type"] == "page":
         path = row["path"] or "/"
         properties.update(path=path, url=f"https://shop.example.com{path}")
