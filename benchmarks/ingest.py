@@ -38,7 +38,9 @@ class IngestResult:
     batch_size: int
 
 
-def _batches(key: str, n_batches: int, size: int) -> list[bytes]:
+def _batches(key: str, n_batches: int, size: int, personal: bool = False) -> list[bytes]:
+    """Pre-serialised batches; with `personal`, every event carries an email, a phone
+    and a name in `context.traits` (all sealed on the way in: the worst case)."""
     sent_at = "2026-11-01T12:00:00.000Z"
     bodies = []
     for b in range(n_batches):
@@ -64,6 +66,17 @@ def _batches(key: str, n_batches: int, size: int) -> list[bytes]:
                         "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0",
                         "page": {"path": "/p/shoes", "url": "https://shop.example.com/p"},
                         "campaign": {"source": "google", "medium": "cpc", "name": "b"},
+                        **(
+                            {
+                                "traits": {
+                                    "email": f"shopper{(b * size + i) % 5000}@example.com",
+                                    "phone": f"+1202555{(b * size + i) % 10000:04d}",
+                                    "name": "Synthetic Shopper",
+                                }
+                            }
+                            if personal
+                            else {}
+                        ),
                     },
                 }
             )
@@ -104,14 +117,18 @@ async def _drive(port: int, bodies: list[bytes], connections: int, latencies: li
 
 
 def run_ingest(
-    events: int = 500_000, batch_size: int = 100, connections: int = 8, port: int = 8799
+    events: int = 500_000,
+    batch_size: int = 100,
+    connections: int = 8,
+    port: int = 8799,
+    personal: bool = False,
 ) -> IngestResult:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"duckdb:///{Path(tmp) / 'bench.duckdb'}"
         warehouse = connect(url)
         key = add_source(warehouse, "bench").write_key
         warehouse.close()
-        bodies = _batches(key, events // batch_size, batch_size)
+        bodies = _batches(key, events // batch_size, batch_size, personal)
         server = subprocess.Popen(
             [
                 sys.executable,

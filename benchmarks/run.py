@@ -24,12 +24,19 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--people", type=int, default=1_000_000)
     parser.add_argument("--customers", type=int, default=1_000_000, help="CLV benchmark size")
+    parser.add_argument(
+        "--personal",
+        action="store_true",
+        help="ingest: every event carries an email, phone and name (all encrypted)",
+    )
     parser.add_argument("--only", choices=["ingest", "identity", "insights", "clv"], default=None)
     args = parser.parse_args()
     out = Path("benchmarks/results")
     out.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "ingest"):
-        result = run_ingest(events=args.events or 1_000_000, connections=args.connections)
+        result = run_ingest(
+            events=args.events or 1_000_000, connections=args.connections, personal=args.personal
+        )
         _report(
             "ingest through /v1/batch (100-event batches, client on 127.0.0.1)",
             asdict(result),

@@ -70,6 +70,8 @@ class Warehouse:
     def vault(self) -> Vault:
         """The cipher of this warehouse's personal data (see `vault`), its key checked
         against the one that sealed what is stored already."""
+        if self._vault is not None:  # no lock: writers on the event loop call this
+            return self._vault
         with self._lock:
             if self._vault is None:
                 shared = None if self.engine == "duckdb" else f"{self.engine}-{self.database}"
@@ -105,9 +107,9 @@ class Warehouse:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Event and rejected-message rows with their personal values sealed: every
         writer calls this before a row reaches disk."""
-        vault, rules = self.vault, self.identifier_rules
+        vault, rules, memo = self.vault, self.identifier_rules, {}
         return (
-            [seal_event(vault, row, rules) for row in events],
+            [seal_event(vault, row, rules, memo) for row in events],
             [seal_rejected(vault, row, rules) for row in rejected],
         )
 

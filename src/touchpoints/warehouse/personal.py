@@ -96,22 +96,42 @@ def blind_value(vault: Vault, field: str, value: Any, rules: IdentifierRules) ->
     return vault.blind(field, _SPACE.sub("", text).lower()), False
 
 
-def seal_fields(vault: Vault, values: Any, personal: frozenset[str], rules: IdentifierRules) -> Any:
+#: Tokens already made in one write, by (field, value): an event's traits and its
+#: `context.traits` usually hold the same email, and a batch repeats people. Reusing a
+#: token shows only what its blind shows anyway: that two values are equal.
+Memo = dict[tuple[str, Any], str]
+
+
+def seal_fields(
+    vault: Vault,
+    values: Any,
+    personal: frozenset[str],
+    rules: IdentifierRules,
+    memo: Memo | None = None,
+) -> Any:
     """A copy of a JSON object with its personal keys' values sealed (others as given)."""
     if not isinstance(values, Mapping):
         return values
+    memo = {} if memo is None else memo
     out = dict(values)
     for key in personal & out.keys():
         value = out[key]
         if value is None or value == "" or is_token(value):
             continue
-        blind, identifier = blind_value(vault, key, value, rules)
-        out[key] = vault.seal(key, value, blind, identifier)
+        remembered = (key, value if isinstance(value, str) else orjson.dumps(value))
+        token = memo.get(remembered)
+        if token is None:
+            blind, identifier = blind_value(vault, key, value, rules)
+            token = memo[remembered] = vault.seal(key, value, blind, identifier)
+        out[key] = token
     return out
 
 
-def seal_event(vault: Vault, row: dict[str, Any], rules: IdentifierRules) -> dict[str, Any]:
+def seal_event(
+    vault: Vault, row: dict[str, Any], rules: IdentifierRules, memo: Memo | None = None
+) -> dict[str, Any]:
     """An event row (JSON columns as objects or text) with its personal values sealed."""
+    memo = {} if memo is None else memo
     traits, context, properties = (_loaded(row.get(c)) for c in ("traits", "context", "properties"))
     changed = dict(row)
     for column in ("user_id", "anonymous_id"):
@@ -121,12 +141,12 @@ def seal_event(vault: Vault, row: dict[str, Any], rules: IdentifierRules) -> dic
         if email is not None and not (isinstance(traits, Mapping) and traits.get("email")):
             traits = {**(traits if isinstance(traits, Mapping) else {}), "email": email}
     if isinstance(traits, Mapping):
-        changed["traits"] = seal_fields(vault, traits, PERSONAL_TRAITS, rules)
+        changed["traits"] = seal_fields(vault, traits, PERSONAL_TRAITS, rules, memo)
     if isinstance(context, Mapping) and isinstance(context.get("traits"), Mapping):
-        inner = seal_fields(vault, context["traits"], PERSONAL_TRAITS, rules)
+        inner = seal_fields(vault, context["traits"], PERSONAL_TRAITS, rules, memo)
         changed["context"] = {**context, "traits": inner}
     if isinstance(properties, Mapping) and PERSONAL_PROPERTIES & properties.keys():
-        changed["properties"] = seal_fields(vault, properties, PERSONAL_PROPERTIES, rules)
+        changed["properties"] = seal_fields(vault, properties, PERSONAL_PROPERTIES, rules, memo)
     return changed
 
 

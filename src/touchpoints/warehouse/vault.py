@@ -17,7 +17,7 @@ kept in the warehouse's `meta` table refuses a wrong key at once.
 from __future__ import annotations
 
 import base64
-import hashlib
+import binascii
 import hmac
 import os
 import re
@@ -47,7 +47,10 @@ TOKEN_PATTERN = r"^tp1[io]?:[A-Za-z0-9_-]{43}:"
 
 
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_URLSAFE).decode()
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def _unb64(text: str) -> bytes:
@@ -122,14 +125,14 @@ class Vault:
     def blind(self, kind: str, canonical: str) -> str:
         """The keyed hash of a canonical value of a kind (43 characters)."""
         message = f"{kind}\x1f{canonical}".encode()
-        return _b64(hmac.new(self._blind_key, message, hashlib.sha256).digest())
+        return _b64(hmac.digest(self._blind_key, message, "sha256"))
 
     def seal(self, field: str, value: Any, blind: str, identifier: bool = False) -> str:
         """The token holding `value` (a string, or any JSON value) sealed for `field`;
         `identifier` when `blind` is of the value's canonical identifier form."""
         is_text = isinstance(value, str)
         plain = value.encode() if is_text else orjson.dumps(value)
-        nonce = secrets.token_bytes(12)
+        nonce = os.urandom(12)
         sealed = nonce + self._cipher.encrypt(nonce, plain, field.encode())
         kind = "o" if not is_text else "i" if identifier else ""
         return f"tp1{kind}:{blind}:{_b64(sealed)}"
