@@ -17,11 +17,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Java for the Spark tests: on the machine image already, installed here if not.
+# Java for the Spark tests, Debian's Chromium for the browser tests and Node.js for the
+# analytics.js bundle: installed here when the machine lacks them.
 system-deps:
-	@command -v java >/dev/null 2>&1 || { \
-	  echo "installing Java for Spark (Debian default-jre-headless)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless; }
+	@missing=""; \
+	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/touchpoints --warehouse $(WAREHOUSE) demo --if-empty

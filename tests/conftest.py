@@ -12,6 +12,8 @@ import pytest
 from touchpoints.warehouse import Warehouse, connect, from_spark_session
 from touchpoints.warehouse.vault import KEY_ENV, new_key
 
+pytest_plugins = ["tests.browser"]  # the `browser` and `tab` fixtures (Playwright, Chromium)
+
 # Spark prints much at start; keep the tests' output readable.
 os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--conf spark.ui.enabled=false pyspark-shell")
 # One encryption key for the run, as a deployment configures it (child processes share

@@ -19,16 +19,21 @@ from touchpoints.privacy.audit import export_audit
 from touchpoints.privacy.keys import add_key, revoke_key
 from touchpoints.warehouse import Warehouse
 
-#: Endpoints anyone may call: health, the analytics.js settings (by write key in the
-#: path), the API description. Every other endpoint needs a read or an admin key.
+#: Endpoints anyone may call: health, the tracker script, the analytics.js settings (by
+#: write key in the path), the API description. Every other endpoint needs a read or an
+#: admin key.
 PUBLIC = {
     "/health",
+    "/tp.js",
     "/v1/projects/{write_key}/settings",
     "/openapi.json",
     "/docs",
     "/docs/oauth2-redirect",
     "/redoc",
 }
+#: The dashboard signs in with a cookie holding a key (tests/test_dashboard.py), and `/`
+#: sends a browser there.
+DASHBOARD = "/dashboard"
 #: Sample values for path parameters, by name; other names get "x".
 SAMPLES = {
     "identifier": "email:nobody@example.com",
@@ -55,6 +60,8 @@ def routes(server: LiveServer) -> Iterator[tuple[str, str]]:
     except ImportError:
         found = app.routes
     for route in found:
+        if route.path == "/" or route.path.startswith(DASHBOARD):
+            continue
         for method in sorted(set(route.methods or ()) - {"HEAD"}):
             yield method, route.path
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import RedirectResponse
 
 import touchpoints
 from touchpoints.api import (
@@ -24,11 +25,13 @@ from touchpoints.api import (
     privacy_routes,
     profile_routes,
     segment_routes,
+    tracker_routes,
 )
 from touchpoints.api.collect_asgi import CollectorASGI
 from touchpoints.api.ratelimit import ApiLimiter, ApiSettings
 from touchpoints.collect.collector import Collector, CollectorSettings
 from touchpoints.collect.sources import SourceRegistry
+from touchpoints.dashboard import routes as dashboard_routes
 from touchpoints.privacy.keys import KeyChecker
 from touchpoints.warehouse import Warehouse
 from touchpoints.warehouse.writer import EventWriter, open_writer
@@ -99,5 +102,12 @@ def create_app(services: Services) -> CollectorASGI:
     app.include_router(segment_routes.router)
     app.include_router(consent_routes.router)
     app.include_router(privacy_routes.router)
+    app.include_router(tracker_routes.router)
+    app.include_router(dashboard_routes.router)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/dashboard", status_code=307)
+
     collect_asgi.document(app)
     return CollectorASGI(app, services.collector)

@@ -17,6 +17,7 @@ from touchpoints.warehouse import connect, duckdb_path
 from touchpoints.warehouse.ownership import claim, release, running_server
 
 log = logging.getLogger("touchpoints.server")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(
@@ -41,6 +42,12 @@ def serve(
     token = info.token if info else None
     services = Services.open(warehouse, settings, control_token=token, api_settings=api_settings)
     app = create_app(services)
+    if token and host in LOOPBACK:  # the operator's own terminal: how to open the dashboard
+        print(
+            f"Dashboard: http://{host}:{port}/dashboard  (sign in with a read or admin key, "
+            f"or this run's local admin token: {token})",
+            file=sys.stderr,
+        )
     # Many short-lived dicts per event: collect garbage less often.
     gc.collect()
     gc.freeze()
