@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# GrowthBook's gbstats, the experiments tests' reference: its metadata pins pandas<2,
+	# numpy<2, yet it runs on ours, so without its dependencies (see pyproject.toml)
+	$(BIN)/pip install --quiet --no-deps 'gbstats>=0.8'
 	touch $(STAMP)
 
 install: $(STAMP)

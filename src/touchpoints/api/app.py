@@ -18,6 +18,7 @@ from touchpoints.api import (
     collector_routes,
     consent_routes,
     errors,
+    experiment_routes,
     housekeeping,
     input_guard,
     insights_routes,
@@ -103,6 +104,7 @@ def create_app(services: Services) -> CollectorASGI:
     app.include_router(consent_routes.router)
     app.include_router(privacy_routes.router)
     app.include_router(tracker_routes.router)
+    app.include_router(experiment_routes.router)
     app.include_router(dashboard_routes.router)
 
     @app.get("/", include_in_schema=False)

@@ -11,8 +11,10 @@ import typer
 from rich.console import Console
 
 from touchpoints.cli import insights, models, privacy, segments
+from touchpoints.cli.attribution import attribution
 from touchpoints.cli.context import FormatOpt, state
 from touchpoints.cli.context import reach as _target
+from touchpoints.cli.experiments import experiments_app
 from touchpoints.cli.output import Format, render
 from touchpoints.collect.ip import DEFAULT_IP_MODE
 from touchpoints.errors import TouchpointsError
@@ -36,6 +38,8 @@ app.command()(models.recommend)
 app.command()(models.churn)
 app.add_typer(segments.segments_app, name="segments")
 app.add_typer(privacy.privacy_app, name="privacy")
+app.add_typer(experiments_app, name="experiments")
+app.command()(attribution)
 app.command()(segments.rfm)
 app.command()(segments.personas)
 

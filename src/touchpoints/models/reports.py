@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from touchpoints.errors import InvalidInput
+from touchpoints.insights.attribution_report import REPORTS as ATTRIBUTION_REPORTS
 from touchpoints.insights.frame import Scope
 from touchpoints.insights.reports import (
     REPORTS as INSIGHT_REPORTS,
@@ -28,6 +29,7 @@ from touchpoints.models.churn_service import current_risk, evaluation, retention
 from touchpoints.models.churn_service import rows as churn_rows
 from touchpoints.models.clv_data import fit_from_transactions, score_customers
 from touchpoints.models.clv_data import warehouse_transactions as _transactions
+from touchpoints.models.experiment_reports import REPORTS as EXPERIMENT_REPORTS
 from touchpoints.models.persona_data import customer_personas, persona_breakdown, trait_values
 from touchpoints.models.recommend_service import MODELS as RECOMMENDERS
 from touchpoints.models.recommend_service import recommend_for
@@ -127,7 +129,13 @@ MODEL_REPORTS: dict[str, Report] = {
     }),
 }  # fmt: skip
 
-REPORTS: dict[str, Report] = {**INSIGHT_REPORTS, **SEGMENT_REPORTS, **MODEL_REPORTS}
+REPORTS: dict[str, Report] = {
+    **INSIGHT_REPORTS,
+    **SEGMENT_REPORTS,
+    **ATTRIBUTION_REPORTS,
+    **MODEL_REPORTS,
+    **EXPERIMENT_REPORTS,
+}
 
 
 def run_report(warehouse: Warehouse, name: str, params: Params) -> ReportResult:

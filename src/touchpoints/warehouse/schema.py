@@ -195,6 +195,16 @@ SEGMENT_SIZES = ibis.schema(
     }
 )
 
+#: Saved experiment definitions (see `touchpoints.models.experiments`), by unique key.
+EXPERIMENTS = ibis.schema(
+    {
+        "key": dt.String(nullable=False),
+        "definition": dt.String(nullable=False),
+        "created_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "updated_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
 #: Consent history: one row per decision of a person for a purpose; never rewritten.
 CONSENTS = ibis.schema(
     {
@@ -249,6 +259,7 @@ TABLES: dict[str, ibis.Schema] = {
     "api_keys": API_KEYS,
     "segments": SEGMENTS,
     "segment_sizes": SEGMENT_SIZES,
+    "experiments": EXPERIMENTS,
     "consents": CONSENTS,
     "audit_log": AUDIT_LOG,
     "erasures": ERASURES,
@@ -268,6 +279,7 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "spend": ("import_key",),
     "api_keys": ("key_id",),
     "segments": ("name",),
+    "experiments": ("key",),
     "consents": ("consent_id",),
     "audit_log": ("audit_id",),
     "meta": ("key",),
