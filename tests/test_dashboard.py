@@ -45,6 +45,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     warehouse = connect(duckdb_url(path))
     load_demo(warehouse, DemoParameters(customers=150, months=3, seed=11))
     _clicks(warehouse)
+    _surveys(warehouse)
     rebuild(warehouse)
     live = start(warehouse)
     _, reader = add_key(warehouse, "analyst", "read")
@@ -76,6 +77,49 @@ def _clicks(warehouse: Warehouse) -> None:
                    "timestamp": stamp.format(i // 60, i % 60),
                    "context": {"page": {"path": HEAT_PATH}}}  # fmt: skip
         messages.append(normalize(message, envelope))
+    writer = open_writer(warehouse)
+    writer.write(messages)
+    writer.close()
+
+
+def _surveys(warehouse: Warehouse) -> None:
+    """NPS answers and mentions in the demo's last weeks (the demo writes none)."""
+    last = warehouse.table("events").timestamp.max().to_pyarrow().as_py()
+    envelope = Envelope("src_tracker", "web", now_us())
+    comments = ["Late delivery again", "Love it, great quality", "ok", "Terrible late delivery"]
+    messages = []
+    for i, score in enumerate([10, 9, 9, 8, 3, 6, 10, 0, 9, 7]):
+        moment = (last - timedelta(days=i * 3)).isoformat()
+        messages.append(
+            normalize(
+                {
+                    "type": "track",
+                    "event": "Survey Responded",
+                    "userId": f"nps-{i}",
+                    "messageId": f"nps-{i}",
+                    "timestamp": moment,
+                    "properties": {"score": score, "survey": "NPS", "comment": comments[i % 4]},
+                },
+                envelope,
+            )
+        )
+        messages.append(
+            normalize(
+                {
+                    "type": "track",
+                    "event": "Brand Mentioned",
+                    "anonymousId": f"social:x:h{i}",
+                    "messageId": f"men-{i}",
+                    "timestamp": moment,
+                    "properties": {
+                        "platform": "x",
+                        "author_handle": f"h{i}",
+                        "text": comments[i % 4],
+                    },
+                },
+                envelope,
+            )
+        )
     writer = open_writer(warehouse)
     writer.write(messages)
     writer.close()
@@ -263,4 +307,17 @@ def test_live_shows_an_event_as_it_arrives(tab: Tab, shop: dict[str, Any]) -> No
     assert sent.status_code == 200
     tab.page.wait_for_selector(f"tr[data-message-id='{message_id}']", timeout=15_000)
     assert "Live Check" in tab.page.inner_text(f"tr[data-message-id='{message_id}']")
+    assert tab.errors == [], tab.errors
+
+
+def test_voice_of_the_customer_numbers_equal_the_reports(tab: Tab, shop: dict[str, Any]) -> None:
+    _sign_in(tab, shop)
+    _open(tab, shop, "/feedback")
+    nps = _report(shop, "nps", _params(shop)).rows[0]
+    assert nps["responses"] == 10
+    assert _tile(tab, "nps") == pytest.approx(nps["nps"]) == pytest.approx(20.0)
+    assert _tile(tab, "nps_responses") == nps["responses"]
+    themes = _report(shop, "themes", _params(shop, top="10")).rows
+    assert _column(tab, "themes", "term") == [row["term"] for row in themes]
+    assert tab.page.query_selector("#chart-nps_trend .main-svg") is not None
     assert tab.errors == [], tab.errors

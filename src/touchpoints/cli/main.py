@@ -15,6 +15,7 @@ from touchpoints.cli.attribution import attribution
 from touchpoints.cli.context import FormatOpt, state
 from touchpoints.cli.context import reach as _target
 from touchpoints.cli.experiments import experiments_app
+from touchpoints.cli.feedback import feedback_app
 from touchpoints.cli.output import Format, render
 from touchpoints.collect.ip import DEFAULT_IP_MODE
 from touchpoints.errors import TouchpointsError
@@ -39,6 +40,7 @@ app.command()(models.churn)
 app.add_typer(segments.segments_app, name="segments")
 app.add_typer(privacy.privacy_app, name="privacy")
 app.add_typer(experiments_app, name="experiments")
+app.add_typer(feedback_app, name="feedback")
 app.command()(attribution)
 app.command()(segments.rfm)
 app.command()(segments.personas)

@@ -23,6 +23,7 @@ from touchpoints.collect.spec import (
     REQUIRED_FIELDS,
     Limits,
 )
+from touchpoints.collect.text_privacy import mask_properties
 from touchpoints.errors import InvalidInput, PayloadTooLarge
 from touchpoints.warehouse.schema import CHANNELS
 
@@ -149,6 +150,8 @@ def normalize(
         context["ip"] = envelope.ip
     integrations = _merged(envelope.integrations, message.get("integrations"))
     properties = message.get("properties") or {}
+    if message_type == "track":
+        properties = mask_properties(event, properties)  # no emails or phones in free text
     traits = message.get("traits")
     if traits is None:
         traits = context.get("traits") if isinstance(context.get("traits"), dict) else None

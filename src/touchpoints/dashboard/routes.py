@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 
 from touchpoints.api.auth import off_loop
 from touchpoints.api.errors import status_of
-from touchpoints.dashboard import insight_pages, people_pages
+from touchpoints.dashboard import feedback_page, insight_pages, people_pages
 from touchpoints.dashboard.filters import FIELDS, Filters
 from touchpoints.dashboard.format import cell, tile_value
 from touchpoints.dashboard.page import Page
@@ -44,6 +44,7 @@ NAV = (
     ("campaigns", "Campaigns"),
     ("customers", "Customers"),
     ("predictions", "Segments & predictions"),
+    ("feedback", "Voice of the customer"),
     ("heatmaps", "Heat maps"),
     ("live", "Live"),
     ("install", "Install"),
@@ -56,6 +57,7 @@ INSIGHTS: dict[str, Callable[..., Page]] = {
     "retention": insight_pages.retention,
     "campaigns": insight_pages.campaigns,
     "predictions": people_pages.predictions,
+    "feedback": feedback_page.voice,
     "heatmaps": people_pages.heatmaps,
 }
 
