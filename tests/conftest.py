@@ -31,8 +31,11 @@ def spark_session(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
         SparkSession.builder.master("local[2]")
         .appName("touchpoints-tests")
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.default.parallelism", "1")
+        # tiny data, many distinct queries: compiling each plan costs more than it saves
+        .config("spark.sql.codegen.wholeStage", "false")
+        .config("spark.sql.adaptive.enabled", "false")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.warehouse.dir", str(root / "warehouse"))
         .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={root}")
