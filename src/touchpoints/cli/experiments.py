@@ -4,10 +4,8 @@ answers), assignment by the same hashing the API serves."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -15,9 +13,7 @@ from rich.console import Console
 from touchpoints.cli.context import FormatOpt, reach
 from touchpoints.cli.insights import show as show_report
 from touchpoints.cli.output import Format, render
-from touchpoints.cli.target import RemoteTarget, Target
 from touchpoints.errors import InvalidInput
-from touchpoints.models import experiments
 from touchpoints.models.experiment_define import parse_experiment
 
 experiments_app = typer.Typer(
@@ -50,15 +46,6 @@ def read_definition(file: str) -> dict[str, Any]:
     return parse_experiment(path.read_text()).as_dict()
 
 
-def _through(
-    target: Target, remote: Callable[[RemoteTarget], Any], local: Callable[[Any], Any]
-) -> Any:
-    """Ask the server that owns the warehouse, else the warehouse itself."""
-    if isinstance(target, RemoteTarget):
-        return remote(target)
-    return local(target.warehouse)  # type: ignore[attr-defined]
-
-
 @experiments_app.command("save")
 def save(
     file: Annotated[str, typer.Argument(help="The definition: a .json or .yaml file.")],
@@ -66,13 +53,8 @@ def save(
 ) -> None:
     """Create or replace an experiment from its definition."""
     definition = read_definition(file)
-    path = f"/v1/experiments/{quote(definition['key'], safe='')}"
     with reach() as target:
-        saved = _through(
-            target,
-            lambda remote: remote._call("PUT", path, json=definition),
-            lambda warehouse: experiments.save_experiment(warehouse, definition),
-        )
+        saved = target.save_experiment(definition)
     render({"saved": saved["key"], "variants": len(saved["variants"])}, fmt)
 
 
@@ -118,11 +100,6 @@ def assign(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """The variant a unit gets (the same everywhere, every time)."""
-    path = f"/v1/experiments/{quote(key, safe='')}/assignment"
     with reach() as target:
-        found = _through(
-            target,
-            lambda remote: remote._call("GET", path, params={"unit": unit}),
-            lambda warehouse: experiments.assignment(warehouse, key, unit),
-        )
+        found = target.assignment(key, unit)
     render(found, fmt)

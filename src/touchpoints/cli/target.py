@@ -12,6 +12,7 @@ import httpx
 from touchpoints.collect.sources import add_source, list_sources
 from touchpoints.errors import TouchpointsError, WarehouseError
 from touchpoints.insights import segments
+from touchpoints.models import experiments
 from touchpoints.models.reports import run_report
 from touchpoints.privacy.audit import CONTROL_ACTOR, audited_profile
 from touchpoints.privacy.consent_config import set_source_mode
@@ -38,6 +39,8 @@ class Target(Protocol):
     def save_segment(self, name: str, rule: dict[str, Any]) -> dict[str, Any]: ...
     def refresh_segment(self, name: str) -> dict[str, Any]: ...
     def delete_segment(self, name: str) -> dict[str, Any]: ...
+    def save_experiment(self, definition: dict[str, Any]) -> dict[str, Any]: ...
+    def assignment(self, key: str, unit: str) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -96,6 +99,12 @@ class LocalTarget:
     def delete_segment(self, name: str) -> dict[str, Any]:
         segments.delete_segment(self.warehouse, name)
         return {"deleted": name}
+
+    def save_experiment(self, definition: dict[str, Any]) -> dict[str, Any]:
+        return experiments.save_experiment(self.warehouse, definition)
+
+    def assignment(self, key: str, unit: str) -> dict[str, Any]:
+        return experiments.assignment(self.warehouse, key, unit)
 
     def close(self) -> None:
         self.warehouse.close()
@@ -183,6 +192,14 @@ class RemoteTarget:
 
     def delete_segment(self, name: str) -> dict[str, Any]:
         return self._call("DELETE", f"/v1/segments/{quote(name, safe='')}")
+
+    def save_experiment(self, definition: dict[str, Any]) -> dict[str, Any]:
+        key = quote(definition["key"], safe="")
+        return self._call("PUT", f"/v1/experiments/{key}", json=definition)
+
+    def assignment(self, key: str, unit: str) -> dict[str, Any]:
+        path = f"/v1/experiments/{quote(key, safe='')}/assignment"
+        return self._call("GET", path, params={"unit": unit})
 
     def close(self) -> None:
         self.client.close()
