@@ -47,7 +47,7 @@ def candidates(
 ) -> list[str]:
     """The `kind:value` forms an identifier typed by a person may stand for, normalised
     by the same expressions identity resolution uses (so the two never disagree)."""
-    config = config or _config(warehouse)
+    config = config or stored_config(warehouse)
     if not identifier or any(ord(c) < 32 for c in identifier) or len(identifier) > 512:
         raise InvalidInput("an identifier is 1 to 512 printable characters", field="identifier")
     known = KINDS + config.traits
@@ -90,7 +90,7 @@ def pseudonymous(warehouse: Warehouse, identifier: str) -> str:
     """How an identifier a person typed may be written down (audit log, consents): an
     email or phone as its blind, an id holding an email as the write path stores it,
     anything else (customer ids, pseudonymous ids) as typed."""
-    config = _config(warehouse)
+    config = stored_config(warehouse)
     rules = IdentifierRules(config.country_code, config.strip_plus_addressing)
     kind, _, value = identifier.partition(":")
     if kind in BLINDED_KINDS and value:
@@ -105,8 +105,9 @@ def pseudonymous(warehouse: Warehouse, identifier: str) -> str:
     return alias or identifier
 
 
-def _config(warehouse: Warehouse) -> IdentityConfig:
-    stored = warehouse.get_meta(SETTINGS)  # the rules the last build used
+def stored_config(warehouse: Warehouse) -> IdentityConfig:
+    """The identity settings of the last build, else the defaults."""
+    stored = warehouse.get_meta(SETTINGS)
     return IdentityConfig.from_json(stored) if stored else IdentityConfig()
 
 

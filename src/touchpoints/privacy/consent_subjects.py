@@ -18,10 +18,8 @@ from typing import Any
 import ibis
 
 from touchpoints.errors import InvalidInput
-from touchpoints.identity.config import IdentityConfig
 from touchpoints.identity.identifiers import normalise
-from touchpoints.identity.lookup import KINDS, is_blind, stored_form
-from touchpoints.identity.resolve import SETTINGS as IDENTITY_SETTINGS
+from touchpoints.identity.lookup import KINDS, is_blind, stored_config, stored_form
 from touchpoints.warehouse import Warehouse
 
 __all__ = ["FALLBACK", "normalise_subjects", "person_subjects"]
@@ -77,8 +75,7 @@ def normalise_subjects(
 ) -> list[str]:
     """`kind:value` identifiers in the canonical form identity resolution gives them
     (one query for all); InvalidInput naming (from `fields`) the first that is not one."""
-    stored = warehouse.get_meta(IDENTITY_SETTINGS)
-    identity = IdentityConfig.from_json(stored) if stored else IdentityConfig()
+    identity = stored_config(warehouse)
     kinds = tuple(KINDS) + tuple(identity.traits)
     split = []
     for subject, where in zip(subjects, fields, strict=True):

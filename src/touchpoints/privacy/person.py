@@ -24,8 +24,7 @@ import orjson
 from touchpoints.errors import InvalidInput, NotFound
 from touchpoints.identity.config import IdentityConfig
 from touchpoints.identity.identifiers import normalise
-from touchpoints.identity.lookup import find_customer
-from touchpoints.identity.resolve import SETTINGS
+from touchpoints.identity.lookup import find_customer, stored_config
 from touchpoints.privacy import audit
 from touchpoints.warehouse import Warehouse
 from touchpoints.warehouse.functions import json_text
@@ -53,10 +52,7 @@ class Person:
         return self.identifiers + self.customer_ids
 
 
-def identity_config(warehouse: Warehouse) -> IdentityConfig:
-    """The identity settings of the last build, else the defaults."""
-    stored = warehouse.get_meta(SETTINGS)
-    return IdentityConfig.from_json(stored) if stored else IdentityConfig()
+identity_config = stored_config  # the identity settings of the last build
 
 
 def find_person(warehouse: Warehouse, identifier: str) -> Person:
