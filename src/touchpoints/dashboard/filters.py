@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
@@ -26,10 +26,10 @@ class Filters:
     where: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_query(cls, query: Mapping[str, str], last_day: date) -> Filters:
-        """From URL parameters `from`, `to` (YYYY-MM-DD) and the FIELDS; without a range,
-        the 30 days up to `last_day` (the last day with events)."""
-        end = _day(query.get("to"), "to") or last_day
+    def from_query(cls, query: Mapping[str, str], last_day: Callable[[], date]) -> Filters:
+        """From URL parameters `from`, `to` (YYYY-MM-DD) and the FIELDS; without `to`,
+        the range ends on `last_day()` (the last day with events; asked only then)."""
+        end = _day(query.get("to"), "to") or last_day()
         start = _day(query.get("from"), "from") or end - timedelta(days=DEFAULT_DAYS - 1)
         if start > end:
             raise InvalidInput("the range starts after it ends", field="from")

@@ -192,7 +192,7 @@ async def dropped_csv(request: Request) -> Response:
     def run() -> Any:
         flat = {k: v[-1] for k, v in query.items()}
         return insight_pages.dropped_csv(
-            warehouse, Filters.from_query(flat, _last_day(request)), query
+            warehouse, Filters.from_query(flat, lambda: _last_day(request)), query
         )
 
     try:
@@ -253,7 +253,7 @@ async def page(request: Request, page: str = "") -> Response:
     base = f"{request.url.scheme}://{request.url.netloc}"
 
     def build() -> tuple[Filters, Page]:
-        filters = Filters.from_query(flat, _last_day(request))
+        filters = Filters.from_query(flat, lambda: _last_day(request))
         if page == "customers":
             return filters, people_pages.customers(warehouse, filters, query, caller.key_id)
         if page == "install":
