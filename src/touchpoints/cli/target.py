@@ -4,6 +4,7 @@ file, or the warehouse itself when no server runs (see `touchpoints.warehouse.ow
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -41,12 +42,48 @@ class Target(Protocol):
     def delete_segment(self, name: str) -> dict[str, Any]: ...
     def save_experiment(self, definition: dict[str, Any]) -> dict[str, Any]: ...
     def assignment(self, key: str, unit: str) -> dict[str, Any]: ...
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any: ...
     def close(self) -> None: ...
 
 
 class LocalTarget:
     def __init__(self, url: str) -> None:
         self.warehouse = connect(url)
+        self._api: Any = None  # (services, client) once a REST call needs them
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """A REST call answered in this process by the API over this warehouse, so that a
+        verb that is a thin face over an endpoint works alike with and without a server."""
+        if self._api is None:
+            from starlette.testclient import TestClient
+
+            from touchpoints.api.app import Services, create_app
+
+            token = secrets.token_urlsafe(32)
+            services = Services.open(self.warehouse, control_token=token)
+            client = TestClient(
+                create_app(services),
+                base_url="http://localhost",
+                headers={"Authorization": f"Bearer {token}"},
+                raise_server_exceptions=True,
+            )
+            self._api = (services, client)
+        response = self._api[1].request(method, path, json=json, params=params)
+        return answer(response, "the warehouse")
 
     def sql(self, query: str) -> tuple[list[str], list[dict[str, Any]]]:
         table = self.warehouse.query(query)
@@ -107,6 +144,9 @@ class LocalTarget:
         return experiments.assignment(self.warehouse, key, unit)
 
     def close(self) -> None:
+        if self._api is not None:
+            self._api[1].close()
+            self._api[0].close()
         self.warehouse.close()
 
 
@@ -124,18 +164,17 @@ class RemoteTarget:
             response = self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise WarehouseError(f"the server at {self.info.url} did not answer: {exc}") from exc
-        try:
-            body = response.json()
-        except ValueError:
-            raise WarehouseError(
-                f"the server at {self.info.url} answered {response.status_code} without JSON"
-            ) from None
-        if response.status_code >= 400:
-            error = TouchpointsError(
-                body.get("message", "the server refused"), field=body.get("field")
-            )
-            raise error
-        return body
+        return answer(response, f"the server at {self.info.url}")
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        return self._call(method, path, json=json, params=params)
 
     def sql(self, query: str) -> tuple[list[str], list[dict[str, Any]]]:
         body = self._call("POST", "/v1/admin/sql", json={"sql": query})
@@ -203,6 +242,17 @@ class RemoteTarget:
 
     def close(self) -> None:
         self.client.close()
+
+
+def answer(response: httpx.Response, who: str) -> Any:
+    """The JSON body of an API answer, or its error as a `TouchpointsError`."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise WarehouseError(f"{who} answered {response.status_code} without JSON") from None
+    if response.status_code >= 400:
+        raise TouchpointsError(body.get("message", "the server refused"), field=body.get("field"))
+    return body
 
 
 def open_target(url: str) -> Target:

@@ -47,6 +47,15 @@ PURPOSES: dict[str, str] = {
     "consents": "your consent decisions per purpose (proof of consent, GDPR Art. 7(1))",
     "audit_log": "who read, exported or changed your data, when and why (accountability)",
     "segments": "marketing segments you belong to, as of now",
+    "audience_members": "the marketing audiences you were in, and when (email marketing, "
+    "advertising: with your consent)",
+    "offer_assignments": "offers decided for you, or that you were kept out of to measure them",
+    "coupons": "coupon codes given to you",
+    "sends": "the marketing emails we sent you, or did not send and why (proof of consent)",
+    "trigger_pending": "a message waiting on what you do next (an abandoned cart)",
+    "trigger_fires": "automatic messages your actions set off, and what came of them",
+    "webhook_deliveries": "data about you sent to another system you were told of",
+    "webhook_dead_letters": "data about you that failed to reach another system",
     "scores": "model scores about you (churn risk, lifetime value)",
 }
 

@@ -18,7 +18,10 @@
 9. rewrite the DuckDB file (`Warehouse.compact`): deleted rows stay in freed blocks of
    the file otherwise; then scan the tables and the file's bytes to prove it.
 
-`segment_sizes` holds counts only and stays.
+`segment_sizes` and `audience_sizes` hold counts only and stay. Activation rows naming
+the person (audience stays, coupons, sends, trigger state, webhook deliveries) go with
+the rest, so that nothing left can contact them; the tombstones keep an uploaded list
+from bringing them back.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import pyarrow as pa
 from touchpoints.errors import InvalidInput
 from touchpoints.privacy import tombstones
 from touchpoints.privacy.person import (
+    CUSTOMER_TABLES,
     MIN_MENTION,
     Person,
     find_person,
@@ -61,9 +65,11 @@ OWN_TABLES = (
     "identity_quarantine",
     "profiles",
     "consents",
+    *CUSTOMER_TABLES,
+    "trigger_pending",
 )
 #: Never scrubbed: tombstones are hashes; sizes are counts.
-SKIPPED = frozenset({"erasures", "segment_sizes"})
+SKIPPED = frozenset({"erasures", "segment_sizes", "audience_sizes"})
 
 
 def erase(

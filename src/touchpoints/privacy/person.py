@@ -177,6 +177,18 @@ def text_columns(table: ir.Table) -> list[str]:
     ]
 
 
+#: Activation tables whose rows belong to the customer they name.
+CUSTOMER_TABLES = (
+    "audience_members",
+    "offer_assignments",
+    "coupons",
+    "sends",
+    "trigger_fires",
+    "webhook_deliveries",
+    "webhook_dead_letters",
+)
+
+
 def owned(person: Person, config: IdentityConfig) -> dict[str, Predicate]:
     """Per table, the rows that are the person's own (audit rows: that name them)."""
     ids, customers = list(person.identifiers), list(person.customer_ids)
@@ -194,6 +206,12 @@ def owned(person: Person, config: IdentityConfig) -> dict[str, Predicate]:
         "identity_quarantine": lambda t: t.identifier.isin(ids),
         "profiles": lambda t: t.customer_id.isin(customers),
         "consents": lambda t: t.subject.isin(ids),
+        **{name: lambda t: t.customer_id.isin(customers) for name in CUSTOMER_TABLES},
+        "trigger_pending": lambda t: (
+            t.customer_id.isin(customers)
+            | ibis.coalesce(("user_id:" + t.user_id).isin(ids), False)
+            | ibis.coalesce(("anonymous_id:" + t.anonymous_id).isin(ids), False)
+        ),
         "audit_log": lambda t: (
             ibis.coalesce(t.subject.isin(list(person.subjects)), False)
             | mentions(t, person.forms, ["details"])

@@ -205,6 +205,182 @@ EXPERIMENTS = ibis.schema(
     }
 )
 
+#: Surveys defined in the product (see `touchpoints.collect.surveys`), by unique id.
+SURVEYS = ibis.schema(
+    {
+        "survey_id": dt.String(nullable=False),
+        "definition": dt.String(nullable=False),
+        "created_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "updated_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
+#: Audiences (see `touchpoints.activate.audiences`): what defines each, by unique name.
+AUDIENCES = ibis.schema(
+    {
+        "name": dt.String(nullable=False),
+        "definition": dt.String(nullable=False),
+        "created_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "updated_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
+#: Who was in each audience when: one row per stay (left_at is null while it lasts).
+AUDIENCE_MEMBERS = ibis.schema(
+    {
+        "audience": dt.String(nullable=False),
+        "customer_id": dt.String(nullable=False),
+        "entered_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "left_at": UTC_TIMESTAMP,
+    }
+)
+
+#: Each refresh of an audience: its size and how many entered and left since the last.
+AUDIENCE_SIZES = ibis.schema(
+    {
+        "audience": dt.String(nullable=False),
+        "computed_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "size": dt.Int64(nullable=False),
+        "entered": dt.Int64(nullable=False),
+        "left": dt.Int64(nullable=False),
+    }
+)
+
+#: Offers (see `touchpoints.activate.offers`): discount, expiry, code pool, holdout.
+OFFERS = ibis.schema(
+    {
+        "offer_id": dt.String(nullable=False),
+        "definition": dt.String(nullable=False),
+        "created_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "updated_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
+#: Coupon codes of each offer: free in the pool, or given to one customer.
+COUPONS = ibis.schema(
+    {
+        "code": dt.String(nullable=False),
+        "offer_id": dt.String(nullable=False),
+        "customer_id": dt.string,
+        "assigned_at": UTC_TIMESTAMP,
+        "expires_at": UTC_TIMESTAMP,
+        "created_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
+#: Who an offer was decided for: the group (offer or holdout) and the code given.
+OFFER_ASSIGNMENTS = ibis.schema(
+    {
+        "offer_id": dt.String(nullable=False),
+        "customer_id": dt.String(nullable=False),
+        "arm": dt.String(nullable=False),
+        "code": dt.string,
+        "assigned_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
+#: Email campaigns (see `touchpoints.activate.campaigns`): audience, template, offer.
+CAMPAIGNS = ibis.schema(
+    {
+        "campaign_id": dt.String(nullable=False),
+        "definition": dt.String(nullable=False),
+        "created_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "updated_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
+#: The send log: one row per person per campaign (or trigger firing), never two.
+SENDS = ibis.schema(
+    {
+        "send_id": dt.String(nullable=False),
+        "campaign_id": dt.String(nullable=False),
+        "customer_id": dt.String(nullable=False),
+        "status": dt.String(nullable=False),
+        "reason": dt.string,
+        "queued_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "sent_at": UTC_TIMESTAMP,
+        "message_id": dt.string,
+    }
+)
+
+#: Trigger rules (see `touchpoints.activate.triggers`), by unique name.
+TRIGGERS = ibis.schema(
+    {
+        "name": dt.String(nullable=False),
+        "definition": dt.String(nullable=False),
+        "created_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "updated_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
+#: Delayed trigger conditions waiting for their time (A seen, B not yet): kept here, not
+#: in memory, so that they survive a restart.
+TRIGGER_PENDING = ibis.schema(
+    {
+        "trigger": dt.String(nullable=False),
+        "customer_id": dt.String(nullable=False),
+        "user_id": dt.string,
+        "anonymous_id": dt.string,
+        "started_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "due_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "message_id": dt.string,
+    }
+)
+
+#: Every time a trigger fired for a person (frequency caps count these), and what came of
+#: its action.
+TRIGGER_FIRES = ibis.schema(
+    {
+        "fire_id": dt.String(nullable=False),
+        "trigger": dt.String(nullable=False),
+        "customer_id": dt.String(nullable=False),
+        "fired_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "status": dt.String(nullable=False),
+        "reason": dt.string,
+    }
+)
+
+#: Webhook endpoints (see `touchpoints.activate.webhooks`); the signing secret sealed.
+WEBHOOKS = ibis.schema(
+    {
+        "name": dt.String(nullable=False),
+        "definition": dt.String(nullable=False),
+        "secret": dt.String(nullable=False),
+        "created_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "updated_at": dt.Timestamp(timezone="UTC", nullable=False),
+    }
+)
+
+#: Each webhook call to make or made: retried with backoff until delivered or dead.
+WEBHOOK_DELIVERIES = ibis.schema(
+    {
+        "delivery_id": dt.String(nullable=False),
+        "webhook": dt.String(nullable=False),
+        "customer_id": dt.string,
+        "payload": dt.String(nullable=False),
+        "status": dt.String(nullable=False),
+        "attempts": dt.Int64(nullable=False),
+        "next_attempt_at": UTC_TIMESTAMP,
+        "last_error": dt.string,
+        "created_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "delivered_at": UTC_TIMESTAMP,
+    }
+)
+
+#: Deliveries that failed their last attempt, kept to be replayed.
+WEBHOOK_DEAD_LETTERS = ibis.schema(
+    {
+        "delivery_id": dt.String(nullable=False),
+        "webhook": dt.String(nullable=False),
+        "customer_id": dt.string,
+        "payload": dt.String(nullable=False),
+        "attempts": dt.Int64(nullable=False),
+        "last_error": dt.string,
+        "failed_at": dt.Timestamp(timezone="UTC", nullable=False),
+        "replayed_at": UTC_TIMESTAMP,
+    }
+)
+
 #: Consent history: one row per decision of a person for a purpose; never rewritten.
 CONSENTS = ibis.schema(
     {
@@ -260,6 +436,21 @@ TABLES: dict[str, ibis.Schema] = {
     "segments": SEGMENTS,
     "segment_sizes": SEGMENT_SIZES,
     "experiments": EXPERIMENTS,
+    "surveys": SURVEYS,
+    "audiences": AUDIENCES,
+    "audience_members": AUDIENCE_MEMBERS,
+    "audience_sizes": AUDIENCE_SIZES,
+    "offers": OFFERS,
+    "coupons": COUPONS,
+    "offer_assignments": OFFER_ASSIGNMENTS,
+    "campaigns": CAMPAIGNS,
+    "sends": SENDS,
+    "triggers": TRIGGERS,
+    "trigger_pending": TRIGGER_PENDING,
+    "trigger_fires": TRIGGER_FIRES,
+    "webhooks": WEBHOOKS,
+    "webhook_deliveries": WEBHOOK_DELIVERIES,
+    "webhook_dead_letters": WEBHOOK_DEAD_LETTERS,
     "consents": CONSENTS,
     "audit_log": AUDIT_LOG,
     "erasures": ERASURES,
@@ -280,6 +471,19 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "api_keys": ("key_id",),
     "segments": ("name",),
     "experiments": ("key",),
+    "surveys": ("survey_id",),
+    "audiences": ("name",),
+    "offers": ("offer_id",),
+    "coupons": ("code",),
+    "offer_assignments": ("offer_id", "customer_id"),
+    "campaigns": ("campaign_id",),
+    "sends": ("send_id",),
+    "triggers": ("name",),
+    "trigger_pending": ("trigger", "customer_id"),
+    "trigger_fires": ("fire_id",),
+    "webhooks": ("name",),
+    "webhook_deliveries": ("delivery_id",),
+    "webhook_dead_letters": ("delivery_id",),
     "consents": ("consent_id",),
     "audit_log": ("audit_id",),
     "meta": ("key",),
