@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks.clv import run as run_clv
+from benchmarks.email import run_email
 from benchmarks.identity import run_identity
 from benchmarks.ingest import run_ingest
 from benchmarks.insights import run_insights
@@ -29,7 +30,10 @@ def main() -> None:
         action="store_true",
         help="ingest: every event carries an email, phone and name (all encrypted)",
     )
-    parser.add_argument("--only", choices=["ingest", "identity", "insights", "clv"], default=None)
+    parser.add_argument("--recipients", type=int, default=5_000, help="email benchmark size")
+    parser.add_argument(
+        "--only", choices=["ingest", "identity", "insights", "clv", "email"], default=None
+    )
     args = parser.parse_args()
     out = Path("benchmarks/results")
     out.mkdir(parents=True, exist_ok=True)
@@ -65,6 +69,13 @@ def main() -> None:
             "CLV: BG/NBD + Gamma-Gamma fit and predictions, ours against lifetimes",
             run_clv(args.customers),
             out / "clv.json",
+        )
+
+    if args.only in (None, "email"):
+        _report(
+            "email campaign through a local SMTP server (consent, render, send log, events)",
+            asdict(run_email(args.recipients)),
+            out / "email.json",
         )
 
 

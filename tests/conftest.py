@@ -84,3 +84,14 @@ def server(duck: Warehouse):  # type: ignore[no-untyped-def]
     live = start(duck)
     yield live
     live.stop()
+
+
+@pytest.fixture
+def smtp(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real SMTP server on 127.0.0.1 (STARTTLS, a login) keeping what it receives."""
+    from tests.smtp import PASSWORD, start_smtp
+
+    os.environ["TP_TEST_SMTP_PASSWORD"] = PASSWORD
+    mail = start_smtp(tmp_path)
+    yield mail
+    mail.controller.stop()

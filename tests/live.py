@@ -47,8 +47,11 @@ def start(
     settings: CollectorSettings | None = None,
     control_token: str | None = "test-admin-token",
     api_settings: ApiSettings | None = None,
+    source: str = "website",
 ) -> LiveServer:
-    made = add_source(warehouse, "website", "web")
+    made = add_source(warehouse, source, "web")
+    # the activation loop runs only where a test asks for it (ApiSettings)
+    api_settings = api_settings or ApiSettings(activation_every_s=None)
     services = Services.open(
         warehouse, settings, control_token=control_token, api_settings=api_settings
     )

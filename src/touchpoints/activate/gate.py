@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from touchpoints.identity.lookup import pseudonymous
+from touchpoints.identity.lookup import pseudonymous, stored_config
 from touchpoints.privacy import tombstones
 from touchpoints.privacy.consent_read import allowed_many
 from touchpoints.warehouse import Warehouse
@@ -55,9 +55,10 @@ def verdicts(
             zip(table["customer_id"].to_pylist(), table["allowed"].to_pylist(), strict=True)
         )
         forms = {cid: {cid} for cid in ids}
+        config = stored_config(warehouse) if identifiers else None
         for cid, given in (identifiers or {}).items():
             if cid in forms:
-                forms[cid] |= {pseudonymous(warehouse, i) for i in given}
+                forms[cid] |= {pseudonymous(warehouse, i, config) for i in given}
         gone = tombstones.erased(warehouse, {f for fs in forms.values() for f in fs})
     answers = {}
     for cid in ids:

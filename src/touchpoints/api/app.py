@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -12,11 +14,15 @@ from starlette.responses import RedirectResponse
 
 import touchpoints
 from touchpoints.api import (
+    activation_loop,
     admin_routes,
+    audience_routes,
     audit_routes,
+    campaign_routes,
     collect_asgi,
     collector_routes,
     consent_routes,
+    email_routes,
     errors,
     experiment_routes,
     housekeeping,
@@ -27,6 +33,8 @@ from touchpoints.api import (
     profile_routes,
     segment_routes,
     tracker_routes,
+    trigger_routes,
+    webhook_routes,
 )
 from touchpoints.api.collect_asgi import CollectorASGI
 from touchpoints.api.ratelimit import ApiLimiter, ApiSettings
@@ -47,6 +55,10 @@ class Services:
     collector: Collector
     keys: KeyChecker
     limiter: ApiLimiter = field(default_factory=ApiLimiter)  # per read/admin key
+    #: The clock of trigger delays, caps and sends (tests move it forward).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: How far behind arrival triggers read events (the writer's longest delay, and more).
+    activation_lag_s: float = 5.0
 
     @classmethod
     def open(
@@ -71,11 +83,14 @@ def create_app(services: Services) -> CollectorASGI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
-        every = services.limiter.settings.retention_every_s
-        chores = asyncio.create_task(housekeeping.run_daily(services, every)) if every else None
+        settings = services.limiter.settings
+        every = settings.retention_every_s
+        chores = [asyncio.create_task(housekeeping.run_daily(services, every))] if every else []
+        if settings.activation_every_s:
+            chores += activation_loop.start(services, settings.activation_every_s)
         yield
-        if chores is not None:
-            chores.cancel()
+        for chore in chores:
+            chore.cancel()
         services.writer.close()
 
     app = FastAPI(
@@ -105,6 +120,11 @@ def create_app(services: Services) -> CollectorASGI:
     app.include_router(privacy_routes.router)
     app.include_router(tracker_routes.router)
     app.include_router(experiment_routes.router)
+    app.include_router(audience_routes.router)
+    app.include_router(campaign_routes.router)
+    app.include_router(trigger_routes.router)
+    app.include_router(email_routes.router)
+    app.include_router(webhook_routes.router)
     app.include_router(dashboard_routes.router)
 
     @app.get("/", include_in_schema=False)

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
+from touchpoints.activate.mailer import MailError
 from touchpoints.api.responses import JSON as ORJSONResponse
 from touchpoints.errors import (
     Conflict,
@@ -36,6 +37,7 @@ STATUS: dict[type[TouchpointsError], int] = {
     RateLimited: 429,
     WarehouseError: 503,
     MissingDependency: 501,
+    MailError: 502,
 }
 
 

@@ -20,6 +20,7 @@ class ApiSettings:
     rate_limit: float = 50.0  # requests a second per read or admin key
     burst: float = 100.0  # requests a key may send at once after a quiet spell
     retention_every_s: float | None = 86_400.0  # how often retention runs (None: never)
+    activation_every_s: float | None = 1.0  # how often triggers and webhooks run (None: never)
 
 
 class ApiLimiter:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from touchpoints.cli import insights, models, privacy, segments
+from touchpoints.cli import activation, insights, models, privacy, segments
 from touchpoints.cli.attribution import attribution
 from touchpoints.cli.context import FormatOpt, state
 from touchpoints.cli.context import reach as _target
@@ -41,6 +41,10 @@ app.add_typer(segments.segments_app, name="segments")
 app.add_typer(privacy.privacy_app, name="privacy")
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(activation.campaigns_app, name="campaigns")
+app.add_typer(activation.triggers_app, name="triggers")
+app.add_typer(activation.email_app, name="email")
+app.add_typer(activation.webhooks_app, name="webhooks")
 app.command()(attribution)
 app.command()(segments.rfm)
 app.command()(segments.personas)

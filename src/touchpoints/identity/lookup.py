@@ -86,16 +86,19 @@ def stored_form(warehouse: Warehouse, kind: str, value: str, config: IdentityCon
     return None if form is None else f"{kind}:{warehouse.vault.blind(kind, form)}"
 
 
-def pseudonymous(warehouse: Warehouse, identifier: str) -> str:
+def pseudonymous(
+    warehouse: Warehouse, identifier: str, config: IdentityConfig | None = None
+) -> str:
     """How an identifier a person typed may be written down (audit log, consents): an
     email or phone as its blind, an id holding an email as the write path stores it,
-    anything else (customer ids, pseudonymous ids) as typed."""
-    config = stored_config(warehouse)
-    rules = IdentifierRules(config.country_code, config.strip_plus_addressing)
+    anything else (customer ids, pseudonymous ids) as typed. `config`: the identity
+    settings of the last build, when the caller has read them already (many at once)."""
     kind, _, value = identifier.partition(":")
+    if kind in BLINDED_KINDS and value and is_blind(kind, value):
+        return identifier
+    config = config or stored_config(warehouse)
+    rules = IdentifierRules(config.country_code, config.strip_plus_addressing)
     if kind in BLINDED_KINDS and value:
-        if is_blind(kind, value):
-            return identifier
         form = stored_form(warehouse, kind, value, config)
         return form or f"{kind}:{blind_value(warehouse.vault, kind, value, rules)[0]}"
     if kind in ("user_id", "anonymous_id") and value:

@@ -7,7 +7,8 @@ A personal value is stored as one token, `tp1:<blind>:<sealed>`:
 - `blind` is HMAC-SHA256 of the value's canonical form: equal values give equal blinds,
   so identity resolution, look-ups and erasure join on it without ever decrypting.
 
-Both subkeys come from one 32-byte master key by HKDF. The master key is read from
+The subkeys (sealing, blinding, and signing the links the platform hands out) come from
+one 32-byte master key by HKDF. The master key is read from
 `TOUCHPOINTS_KEY` (URL-safe base64), else the file named by `TOUCHPOINTS_KEY_FILE`,
 else `<warehouse file>.key` beside a DuckDB warehouse (created, mode 0600, on first
 use; back it up with the warehouse, which cannot be read without it). A check value
@@ -116,6 +117,7 @@ class Vault:
         self.origin = origin
         self._cipher = AESGCM(_derive(master, b"touchpoints seal v1"))
         self._blind_key = _derive(master, b"touchpoints blind v1")
+        self._link_key = _derive(master, b"touchpoints links v1")
 
     @property
     def check_value(self) -> str:
@@ -126,6 +128,11 @@ class Vault:
         """The keyed hash of a canonical value of a kind (43 characters)."""
         message = f"{kind}\x1f{canonical}".encode()
         return _b64(hmac.digest(self._blind_key, message, "sha256"))
+
+    def sign(self, message: bytes) -> str:
+        """A MAC of `message` (43 characters) for links the platform hands out (an
+        unsubscribe link): checkable by this warehouse only, under its own subkey."""
+        return _b64(hmac.digest(self._link_key, message, "sha256"))
 
     def seal(self, field: str, value: Any, blind: str, identifier: bool = False) -> str:
         """The token holding `value` (a string, or any JSON value) sealed for `field`;
