@@ -29,6 +29,7 @@ from touchpoints.api import (
     input_guard,
     insights_routes,
     model_routes,
+    offer_routes,
     privacy_routes,
     profile_routes,
     segment_routes,
@@ -121,6 +122,7 @@ def create_app(services: Services) -> CollectorASGI:
     app.include_router(tracker_routes.router)
     app.include_router(experiment_routes.router)
     app.include_router(audience_routes.router)
+    app.include_router(offer_routes.router)
     app.include_router(campaign_routes.router)
     app.include_router(trigger_routes.router)
     app.include_router(email_routes.router)

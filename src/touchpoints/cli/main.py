@@ -16,6 +16,7 @@ from touchpoints.cli.context import FormatOpt, state
 from touchpoints.cli.context import reach as _target
 from touchpoints.cli.experiments import experiments_app
 from touchpoints.cli.feedback import feedback_app
+from touchpoints.cli.offers import offers_app
 from touchpoints.cli.output import Format, render
 from touchpoints.collect.ip import DEFAULT_IP_MODE
 from touchpoints.errors import TouchpointsError
@@ -41,6 +42,7 @@ app.add_typer(segments.segments_app, name="segments")
 app.add_typer(privacy.privacy_app, name="privacy")
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(offers_app, name="offers")
 app.add_typer(activation.campaigns_app, name="campaigns")
 app.add_typer(activation.triggers_app, name="triggers")
 app.add_typer(activation.email_app, name="email")

@@ -31,6 +31,7 @@ from touchpoints.models.clv_data import fit_from_transactions, score_customers
 from touchpoints.models.clv_data import warehouse_transactions as _transactions
 from touchpoints.models.experiment_reports import REPORTS as EXPERIMENT_REPORTS
 from touchpoints.models.feedback_reports import REPORTS as FEEDBACK_REPORTS
+from touchpoints.models.offer_results import REPORTS as OFFER_REPORTS
 from touchpoints.models.persona_data import customer_personas, persona_breakdown, trait_values
 from touchpoints.models.recommend_service import MODELS as RECOMMENDERS
 from touchpoints.models.recommend_service import recommend_for
@@ -137,6 +138,7 @@ REPORTS: dict[str, Report] = {
     **MODEL_REPORTS,
     **EXPERIMENT_REPORTS,
     **FEEDBACK_REPORTS,
+    **OFFER_REPORTS,
 }
 
 
