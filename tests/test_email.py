@@ -183,6 +183,14 @@ def test_opens_and_clicks_come_back_as_email_events(server: LiveServer, smtp: Sm
     assert names == {"Email Delivered": 1, "Email Opened": 1, "Email Link Clicked": 1}
     assert {row["user_id"] for row in rows} == {"user-0"}
     assert all('"campaign_id":"spring"' in row["properties"] for row in rows)
+    assert client.get(pixel).status_code == 200  # a second open of the same message
+    assert client.post(unsubscribe_link(smtp.inbox.messages[0])).json()["unsubscribed"]
+    server.warehouse  # noqa: B018 (flushes the writer)
+    overview = client.get("/v1/activation", headers=ADMIN).json()["campaigns"]
+    assert overview == [
+        {"campaign_id": "spring", "sent": 1, "skipped": 0, "uncertain": 0, "failed": 0,
+         "queued": 0, "opened": 1, "clicked": 1, "unsubscribed": 1, "open_rate": 1.0}
+    ]  # fmt: skip
 
 
 def test_bad_campaigns_and_settings_name_the_field(server: LiveServer) -> None:

@@ -124,6 +124,7 @@ def create_app(services: Services) -> CollectorASGI:
     app.include_router(audience_routes.router)
     app.include_router(offer_routes.router)
     app.include_router(campaign_routes.router)
+    app.include_router(campaign_routes.overview_router)
     app.include_router(trigger_routes.router)
     app.include_router(email_routes.router)
     app.include_router(webhook_routes.router)

@@ -15,12 +15,23 @@ from touchpoints.activate.campaigns import (
     list_campaigns,
     save_campaign,
 )
+from touchpoints.activate.overview import activation_overview
 from touchpoints.activate.sending import send_campaign, send_log
 from touchpoints.api.auth import off_loop, require
 from touchpoints.api.responses import JSON
 from touchpoints.errors import InvalidInput
 
 router = APIRouter(prefix="/v1/campaigns", tags=["activation"])
+overview_router = APIRouter(prefix="/v1/activation", tags=["activation"])
+
+
+@overview_router.get("")
+async def get_overview(request: Request) -> Response:
+    """Counts per campaign (sends by status, opened, clicked, unsubscribed), per trigger
+    (firings by outcome) and per webhook (deliveries by status)."""
+    await require(request, "read")
+    warehouse = request.app.state.services.warehouse
+    return JSON(await off_loop(request, activation_overview, warehouse))
 
 
 @router.get("")

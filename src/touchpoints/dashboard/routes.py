@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 
 from touchpoints.api.auth import off_loop
 from touchpoints.api.errors import status_of
-from touchpoints.dashboard import feedback_page, insight_pages, people_pages
+from touchpoints.dashboard import activation_page, feedback_page, insight_pages, people_pages
 from touchpoints.dashboard.filters import FIELDS, Filters
 from touchpoints.dashboard.format import cell, tile_value
 from touchpoints.dashboard.page import Page
@@ -45,6 +45,7 @@ NAV = (
     ("customers", "Customers"),
     ("predictions", "Segments & predictions"),
     ("feedback", "Voice of the customer"),
+    ("activation", "Activation"),
     ("heatmaps", "Heat maps"),
     ("live", "Live"),
     ("install", "Install"),
@@ -58,6 +59,7 @@ INSIGHTS: dict[str, Callable[..., Page]] = {
     "campaigns": insight_pages.campaigns,
     "predictions": people_pages.predictions,
     "feedback": feedback_page.voice,
+    "activation": activation_page.activation,
     "heatmaps": people_pages.heatmaps,
 }
 
