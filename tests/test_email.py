@@ -24,6 +24,7 @@ from touchpoints.activate.email_settings import save_email_settings
 from touchpoints.activate.gate import may_contact
 from touchpoints.activate.sending import queue
 from touchpoints.collect.normalize import Envelope, normalize, now_us
+from touchpoints.identity.lookup import find_customer
 from touchpoints.privacy.consent_read import allowed
 from touchpoints.privacy.consent_records import record, withdraw
 from touchpoints.privacy.erasure import erase
@@ -293,3 +294,41 @@ def test_erasure_removes_the_send_log_and_the_door_refuses_the_erased(
     again = client.post("/v1/campaigns/spring/send", headers=ADMIN).json()
     assert again["sent"] == 0 and again["skipped"] == {"erased": 1}
     assert Counter(smtp.inbox.recipients()) == {address(0): 1, address(1): 1}
+
+
+def test_a_campaign_with_an_offer_gives_each_person_their_code_and_keeps_the_holdout(
+    server: LiveServer, smtp: SmtpServer
+) -> None:
+    warehouse = server.services.warehouse
+    load_people(warehouse, 8, server.services.writer)
+    grant(warehouse, *range(8))
+    client = httpx.Client(base_url=server.url, timeout=30)
+    put(client, "/v1/email/settings", smtp.settings(server.url))
+    put(client, "/v1/audiences/everyone", EVERYONE)
+    put(
+        client,
+        "/v1/offers/spring10",
+        {
+            "name": "Spring 10%",
+            "discount": {"percent": 10},
+            "valid_days": 14,
+            "holdout": 0.5,
+            "codes": {"generate": {"prefix": "SPR", "length": 8}},
+        },
+    )
+    put(client, "/v1/campaigns/spring", {**campaign("spring"), "offer_id": "spring10",
+                                         "text": "Your code: {{ coupon.code }}\n"})  # fmt: skip
+    result = client.post("/v1/campaigns/spring/send", headers=ADMIN).json()
+    with warehouse.lock:
+        given = {
+            row["customer_id"]: row
+            for row in warehouse.table("offer_assignments").to_pyarrow().to_pylist()
+        }
+        people = {find_customer(warehouse, f"user_id:user-{i}"): i for i in range(8)}
+    offered = {people[c]: row["code"] for c, row in given.items() if row["arm"] == "offer"}
+    assert len(given) == 8 and 0 < len(offered) < 8
+    assert result["sent"] == len(offered) and result["skipped"] == {"holdout": 8 - len(offered)}
+    assert smtp.inbox.recipients() == sorted(address(i) for i in offered)
+    for i, code in offered.items():
+        (message,) = smtp.inbox.to(address(i))
+        assert f"Your code: {code}" in message.get_body(("plain",)).get_content()
