@@ -26,6 +26,10 @@ PUBLIC = {
     "/health",
     "/tp.js",
     "/v1/projects/{write_key}/settings",
+    # a survey's page, form and answers: by survey id, like a web form
+    "/v1/surveys/{survey_id}/page",
+    "/v1/surveys/{survey_id}/form",
+    "/v1/surveys/{survey_id}/responses",
     "/openapi.json",
     "/docs",
     "/docs/oauth2-redirect",
@@ -49,9 +53,14 @@ SAMPLES = {
 
 
 def needs_admin(method: str, path: str) -> bool:
-    """Admin keys: operations (/v1/admin), privacy requests (/v1/privacy) and every
-    write; read keys: everything else that is not public."""
-    return path.startswith(("/v1/admin", "/v1/privacy")) or method not in ("GET", "HEAD")
+    """Admin keys: operations (/v1/admin), privacy requests (/v1/privacy), exports of
+    personal data (an audience's hashed identifiers) and every write; read keys:
+    everything else that is not public."""
+    return (
+        path.startswith(("/v1/admin", "/v1/privacy"))
+        or path.endswith("/export")
+        or method not in ("GET", "HEAD")
+    )
 
 
 def routes(server: LiveServer) -> Iterator[tuple[str, str]]:

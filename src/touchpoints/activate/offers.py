@@ -24,9 +24,10 @@ from typing import Any
 import pyarrow as pa
 
 from touchpoints.activate.offer_define import ALPHABET, normalise_codes, parse_offer
-from touchpoints.errors import Conflict, InvalidInput, NotFound
+from touchpoints.errors import Conflict, InvalidInput
 from touchpoints.models.experiment_assign import point
 from touchpoints.warehouse import Warehouse
+from touchpoints.warehouse.definitions import load_definition, store_definition
 
 __all__ = [
     "assign",
@@ -50,30 +51,13 @@ def save_offer(warehouse: Warehouse, definition: str | Mapping[str, Any]) -> dic
     People already assigned keep their arm and code; a new holdout share or validity
     applies to those assigned from now on."""
     offer = parse_offer(definition)
-    text = json.dumps(offer, sort_keys=True)
-    now = datetime.now(UTC)
-    with warehouse.lock:
-        table = warehouse.table(OFFERS)
-        exists = table.filter(table.offer_id == offer["offer_id"]).count().to_pyarrow().as_py()
-        if exists:
-            warehouse.update_rows(
-                OFFERS, "offer_id", offer["offer_id"], {"definition": text, "updated_at": now}
-            )
-        else:
-            stamp = pa.array([now], _STAMP)
-            row = {"offer_id": [offer["offer_id"]], "definition": [text],
-                   "created_at": stamp, "updated_at": stamp}  # fmt: skip
-            warehouse.insert(OFFERS, pa.table(row))
+    store_definition(warehouse, OFFERS, "offer_id", offer["offer_id"], offer)
     return offer
 
 
 def get_offer(warehouse: Warehouse, offer_id: str) -> dict[str, Any]:
     """The stored definition of `offer_id` (`NotFound` when there is none)."""
-    table = warehouse.table(OFFERS)
-    found = table.filter(table.offer_id == offer_id).definition.to_pyarrow().to_pylist()
-    if not found:
-        raise NotFound(f"there is no offer {offer_id!r}", field="offer_id")
-    return json.loads(found[0])
+    return load_definition(warehouse, OFFERS, "offer_id", offer_id, "offer")
 
 
 def list_offers(warehouse: Warehouse) -> list[dict[str, Any]]:

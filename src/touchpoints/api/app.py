@@ -33,6 +33,7 @@ from touchpoints.api import (
     privacy_routes,
     profile_routes,
     segment_routes,
+    survey_routes,
     tracker_routes,
     trigger_routes,
     webhook_routes,
@@ -128,6 +129,7 @@ def create_app(services: Services) -> CollectorASGI:
     app.include_router(trigger_routes.router)
     app.include_router(email_routes.router)
     app.include_router(webhook_routes.router)
+    app.include_router(survey_routes.router)
     app.include_router(dashboard_routes.router)
 
     @app.get("/", include_in_schema=False)

@@ -1,13 +1,18 @@
-"""The customer 360 over HTTP (read keys)."""
+"""The customer 360 over HTTP (read keys), with the customer's voice (survey answers,
+mentions, sentiment: `touchpoints.models.customer_voice`)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from touchpoints.api.auth import off_loop, reason_of, require
 from touchpoints.api.responses import JSON
+from touchpoints.models.customer_voice import voice_summary
 from touchpoints.privacy.audit import audited_profile
+from touchpoints.warehouse import Warehouse
 
 router = APIRouter(prefix="/v1", tags=["profiles"])
 
@@ -21,12 +26,14 @@ async def get_profile(
 ) -> Response:
     """A customer's profile and cross-channel timeline, by any of their identifiers
     (`email:ana@example.com`, a user id, an anonymous id, a phone, a loyalty card).
-    Every read is recorded in the audit log (`profile.read`) with the key and reason."""
+    Every read is recorded in the audit log (`profile.read`) with the key and reason.
+    `voice` sums up their survey answers and mentions (latest NPS/CSAT/CES, counts,
+    mean sentiment)."""
     caller = await require(request, "read")
     warehouse = request.app.state.services.warehouse
     found = await off_loop(
         request,
-        audited_profile,
+        _profile_with_voice,
         warehouse,
         identifier,
         limit,
@@ -34,3 +41,8 @@ async def get_profile(
         reason=reason_of(request),
     )
     return JSON(found)
+
+
+def _profile_with_voice(warehouse: Warehouse, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    found = audited_profile(warehouse, *args, **kwargs)
+    return {**found, "voice": voice_summary(warehouse, found["customer_id"])}

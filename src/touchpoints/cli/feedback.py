@@ -1,15 +1,20 @@
 """The `touchpoints feedback` verbs: NPS, CSAT/CES, sentiment, themes and mentions, each
-one report of `touchpoints.models.feedback_reports` printed as a table, JSON or CSV."""
+one report of `touchpoints.models.feedback_reports` printed as a table, JSON or CSV; and
+`feedback surveys save|list|show|delete`, thin faces over `/v1/surveys`."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 import typer
 
-from touchpoints.cli.context import FormatOpt
+from touchpoints.cli.context import FormatOpt, reach
 from touchpoints.cli.insights import FromOpt, ToOpt, WhereOpt, show
-from touchpoints.cli.output import Format
+from touchpoints.cli.output import Format, render
+from touchpoints.collect.surveys import parse_survey
+from touchpoints.errors import InvalidInput
 
 feedback_app = typer.Typer(
     help="Voice of the customer: surveys (NPS, CSAT, CES), sentiment, themes, mentions.",
@@ -20,6 +25,12 @@ ByOpt = Annotated[
     str | None, typer.Option(help="Break down by a field, property or trait (channel, …).")
 ]
 SourceOpt = Annotated[str, typer.Option(help="all, survey or mention.")]
+surveys_app = typer.Typer(
+    help="Surveys defined in the product: a hosted page, an embeddable form, answers as events.",
+    no_args_is_help=True,
+)
+feedback_app.add_typer(surveys_app, name="surveys")
+SurveyArg = Annotated[str, typer.Argument(help="The survey's id.")]
 
 
 @feedback_app.command()
@@ -100,3 +111,47 @@ def mentions(
     """Share of voice by term, daily volume with spikes flagged, or mentions by platform."""
     show("mentions", fmt, since, until, where, term=term or None, view=view, window=window,
          threshold=threshold)  # fmt: skip
+
+
+@surveys_app.command("save")
+def save_survey(
+    file: Annotated[str, typer.Argument(help="The definition: a .json file.")],
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Create or replace a survey from its definition (checked before it is sent)."""
+    path = Path(file)
+    if not path.is_file():
+        raise InvalidInput(f"no file {file}", field="file")
+    survey = parse_survey(path.read_text())
+    with reach() as target:
+        saved = target.call("PUT", f"/v1/surveys/{quote(survey['survey_id'], safe='')}",
+                            json=survey)  # fmt: skip
+    page = f"/v1/surveys/{saved['survey_id']}/page"
+    render({"saved": saved["survey_id"], "questions": len(saved["questions"]), "page": page}, fmt)
+
+
+@surveys_app.command("list")
+def list_surveys(fmt: FormatOpt = Format.table) -> None:
+    """The surveys."""
+    with reach() as target:
+        rows = target.call("GET", "/v1/surveys")
+    render(rows, fmt, ["survey_id", "title", "questions", "source_id", "updated_at"])
+
+
+@surveys_app.command("show")
+def show_survey(survey_id: SurveyArg, fmt: FormatOpt = Format.table) -> None:
+    """A survey's definition (its questions as a table, or the whole as JSON)."""
+    with reach() as target:
+        survey = target.call("GET", f"/v1/surveys/{quote(survey_id, safe='')}")
+    if fmt is not Format.table:
+        render(survey, fmt)
+        return
+    rows = [{**q, "choices": ", ".join(q.get("choices", []))} for q in survey["questions"]]
+    render(rows, fmt, ["id", "type", "text", "required", "choices"], title=survey["title"])
+
+
+@surveys_app.command("delete")
+def delete_survey(survey_id: SurveyArg, fmt: FormatOpt = Format.table) -> None:
+    """Delete a survey's definition (answers already given stay: they are events)."""
+    with reach() as target:
+        render(target.call("DELETE", f"/v1/surveys/{quote(survey_id, safe='')}"), fmt)

@@ -12,12 +12,14 @@ from rich.console import Console
 
 from touchpoints.cli import activation, insights, models, privacy, segments
 from touchpoints.cli.attribution import attribution
+from touchpoints.cli.audiences import audiences_app
 from touchpoints.cli.context import FormatOpt, state
 from touchpoints.cli.context import reach as _target
 from touchpoints.cli.experiments import experiments_app
 from touchpoints.cli.feedback import feedback_app
 from touchpoints.cli.offers import offers_app
 from touchpoints.cli.output import Format, render
+from touchpoints.cli.webhooks import webhooks_app
 from touchpoints.collect.ip import DEFAULT_IP_MODE
 from touchpoints.errors import TouchpointsError
 from touchpoints.warehouse import CHANNELS
@@ -43,10 +45,11 @@ app.add_typer(privacy.privacy_app, name="privacy")
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(feedback_app, name="feedback")
 app.add_typer(offers_app, name="offers")
+app.add_typer(audiences_app, name="audiences")
 app.add_typer(activation.campaigns_app, name="campaigns")
 app.add_typer(activation.triggers_app, name="triggers")
 app.add_typer(activation.email_app, name="email")
-app.add_typer(activation.webhooks_app, name="webhooks")
+app.add_typer(webhooks_app, name="webhooks")
 app.command()(attribution)
 app.command()(segments.rfm)
 app.command()(segments.personas)

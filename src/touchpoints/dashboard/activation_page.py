@@ -37,13 +37,21 @@ def activation(warehouse: Warehouse, filters: Filters, query: Mapping[str, Any])
     growth = charts.lines(
         times, {n: [cells.get((t, n)) for t in times] for n in names}, "Audience size per refresh"
     )
+    last = {row["audience"]: row for row in sizes}  # oldest first: the last one stays
     audience_rows = [
-        {k: row.get(k) for k in ("name", "size", "entered", "left", "refreshed_at")}
+        {
+            "name": row["name"],
+            "kind": row.get("kind"),
+            "size": row.get("size"),
+            "entered": last[row["name"]]["entered"] if row["name"] in last else None,
+            "left": last[row["name"]]["left"] if row["name"] in last else None,
+            "refreshed_at": row.get("last_refreshed"),
+        }
         for row in audiences
     ]
     tables = [
         Table("audiences", "Audiences (entered and left at the last refresh)",
-              ["name", "size", "entered", "left", "refreshed_at"], audience_rows),
+              ["name", "kind", "size", "entered", "left", "refreshed_at"], audience_rows),
         Table("campaigns", "Campaigns: the send log and what the messages did",
               ["campaign_id", "sent", "skipped", "uncertain", "failed", "queued", "opened",
                "clicked", "unsubscribed", "open_rate"], campaigns),

@@ -17,6 +17,7 @@ from touchpoints.errors import TouchpointsError
 from touchpoints.insights import heatmaps as heat
 from touchpoints.insights.frame import user_events
 from touchpoints.insights.reports import ReportResult, read_scope
+from touchpoints.models.customer_voice import voice_summary
 from touchpoints.models.reports import run_report
 from touchpoints.privacy.audit import audited_profile
 from touchpoints.warehouse import Warehouse
@@ -43,7 +44,8 @@ def _first(query: Query, name: str, default: str = "") -> str:
 
 
 def customers(warehouse: Warehouse, filters: Filters, query: Query, actor: str) -> Page:
-    """Search by any identifier; the profile (an audited read) and its timeline."""
+    """Search by any identifier; the profile (an audited read), the customer's voice
+    (latest NPS and CSAT, answers, mentions, mean sentiment) and their timeline."""
     wanted = _first(query, "q")
     controls = [Control("q", "Identifier", wanted, placeholder="email, user id, cus_…")]
     if not wanted:
@@ -62,10 +64,17 @@ def customers(warehouse: Warehouse, filters: Filters, query: Query, actor: str) 
     found = audited_profile(warehouse, wanted, 200, actor=actor, reason="dashboard")
     timeline = found.pop("timeline")
     traits = orjson.loads(found["traits"]) if found.get("traits") else {}
+    voice = voice_summary(warehouse, found["customer_id"])
+    latest = voice["latest"]
     tiles = [
         Tile("orders", "Orders", found.get("orders")),
         Tile("revenue", "Revenue", found.get("revenue"), "money"),
         Tile("sessions", "Sessions", found.get("sessions")),
+        Tile("nps", "Latest NPS answer", (latest["nps"] or {}).get("score")),
+        Tile("csat", "Latest CSAT answer", (latest["csat"] or {}).get("score")),
+        Tile("survey_answers", "Survey answers", voice["answers"]),
+        Tile("mentions", "Mentions", voice["mentions"]),
+        Tile("sentiment", "Mean sentiment", voice["mean_sentiment"], "ratio"),
     ]
     by_day: dict[tuple[str, str], int] = {}
     for event in timeline:
@@ -88,6 +97,12 @@ def customers(warehouse: Warehouse, filters: Filters, query: Query, actor: str) 
         [("timeline", figure)],
         [
             Table("profile", "Profile", ["field", "value"], profile_rows),
+            Table(
+                "voice",
+                "Latest survey answers",
+                ["kind", "score", "survey", "question", "timestamp"],
+                [{"kind": k, **v} for k, v in latest.items() if v],
+            ),
             Table(
                 "timeline",
                 "Timeline (latest first)",

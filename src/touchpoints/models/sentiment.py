@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from touchpoints.errors import InvalidInput, MissingDependency
+from touchpoints.insights import mention_authors
 from touchpoints.insights.feedback import answers
-from touchpoints.insights.frame import USER, Period, Scope, event_field, user_events
+from touchpoints.insights.frame import USER, Period, Scope, event_field
 from touchpoints.warehouse.connection import Warehouse
 from touchpoints.warehouse.functions import json_text
 
@@ -105,7 +106,9 @@ def score_texts(texts: Sequence[str]) -> pd.DataFrame:
 
 def texts(warehouse: Warehouse, scope: Scope = Scope(), by: str | None = None) -> pd.DataFrame:
     """Every survey comment and mention text in scope, scored: `TEXT_COLUMNS`, `by` (when
-    given), `compound`, `label` and `language`. `source` is survey or mention."""
+    given), `compound`, `label` and `language`. `source` is survey or mention; a
+    mention's `customer_id` is the customer carrying its author's handle, where one
+    does (`touchpoints.insights.mention_authors`)."""
     answered = answers(warehouse, scope)
     answered = answered.filter(answered.comment.notnull() & (answered.comment != ""))
     surveys = answered.select(
@@ -114,14 +117,14 @@ def texts(warehouse: Warehouse, scope: Scope = Scope(), by: str | None = None) -
         likes=ibis.null("float64"), url=ibis.null("string"), text=answered.comment,
         _by=event_field(answered, by) if by else ibis.null("string"),
     )  # fmt: skip
-    events = user_events(warehouse, scope)
-    posted = events.filter(events.event == BRAND_MENTIONED)
+    posted = mention_authors.mentions(warehouse, scope)
     post = json_text(posted.properties, "text")
     posted = posted.filter(post.notnull() & (post != ""))
     mentions = posted.select(
-        "timestamp", USER, source=ibis.literal("mention"),
-        platform=json_text(posted.properties, "platform"), kind=ibis.null("string"),
-        score=ibis.null("float64"),
+        # the customer carrying the author's handle, where one does (mention_authors)
+        "timestamp", **{USER: ibis.coalesce(posted[mention_authors.AUTHOR], posted[USER])},
+        source=ibis.literal("mention"), platform=json_text(posted.properties, "platform"),
+        kind=ibis.null("string"), score=ibis.null("float64"),
         reach=json_text(posted.properties, "reach").try_cast("float64"),
         likes=json_text(posted.properties, "likes").try_cast("float64"),
         url=json_text(posted.properties, "url"), text=json_text(posted.properties, "text"),
