@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from touchpoints.activate.audiences import refresh_due
+from touchpoints.activate.audiences import refresh_due, size_history
 from touchpoints.activate.trigger_engine import tick
 from touchpoints.activate.webhooks import deliver_due
 from touchpoints.errors import TouchpointsError
@@ -19,10 +19,18 @@ log = logging.getLogger("touchpoints.activation")
 
 
 def triggers_once(services: Any) -> dict[str, Any]:
-    """Audiences due for a refresh, then one round of triggers (see trigger_engine)."""
+    """Audiences due for a refresh, then one round of triggers (see trigger_engine). An
+    audience's first refresh finds everyone "new": that is not an entrance, and a
+    welcome trigger must not write to the whole audience the day it is made."""
     warehouse, now = services.warehouse, services.clock()
     refreshed = refresh_due(warehouse, now=now)
-    entered = {r["name"]: r["entered_ids"] for r in refreshed if r.get("entered_ids")}
+    entered = {}
+    for found in refreshed:
+        if found.get("entered_ids"):
+            with warehouse.lock:
+                refreshes = size_history(warehouse, found["name"]).count().to_pyarrow().as_py()
+            if refreshes > 1:
+                entered[found["name"]] = found["entered_ids"]
     return tick(
         warehouse,
         writer=services.writer,

@@ -3,16 +3,12 @@ mentions, sentiment: `touchpoints.models.customer_voice`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from touchpoints.api.auth import off_loop, reason_of, require
 from touchpoints.api.responses import JSON
-from touchpoints.models.customer_voice import voice_summary
-from touchpoints.privacy.audit import audited_profile
-from touchpoints.warehouse import Warehouse
+from touchpoints.models.customer_voice import profile_with_voice
 
 router = APIRouter(prefix="/v1", tags=["profiles"])
 
@@ -33,7 +29,7 @@ async def get_profile(
     warehouse = request.app.state.services.warehouse
     found = await off_loop(
         request,
-        _profile_with_voice,
+        profile_with_voice,
         warehouse,
         identifier,
         limit,
@@ -41,8 +37,3 @@ async def get_profile(
         reason=reason_of(request),
     )
     return JSON(found)
-
-
-def _profile_with_voice(warehouse: Warehouse, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    found = audited_profile(warehouse, *args, **kwargs)
-    return {**found, "voice": voice_summary(warehouse, found["customer_id"])}

@@ -13,9 +13,7 @@ import httpx
 from touchpoints.collect.sources import add_source, list_sources
 from touchpoints.errors import TouchpointsError, WarehouseError
 from touchpoints.insights import segments
-from touchpoints.models import experiments
-from touchpoints.models.reports import run_report
-from touchpoints.privacy.audit import CONTROL_ACTOR, audited_profile
+from touchpoints.privacy.audit import CONTROL_ACTOR
 from touchpoints.privacy.consent_config import set_source_mode
 from touchpoints.privacy.keys import add_key, list_keys, revoke_key
 from touchpoints.privacy.rebuild import rebuild
@@ -100,7 +98,9 @@ class LocalTarget:
         return rebuild(self.warehouse, full=full, settings=settings)
 
     def profile(self, identifier: str, limit: int) -> dict[str, Any]:
-        return audited_profile(self.warehouse, identifier, limit, actor=CONTROL_ACTOR)
+        from touchpoints.models.customer_voice import profile_with_voice  # heavy: when used
+
+        return profile_with_voice(self.warehouse, identifier, limit, actor=CONTROL_ACTOR)
 
     def add_key(self, name: str, role: str) -> dict[str, Any]:
         key, secret = add_key(self.warehouse, name, role)
@@ -113,6 +113,8 @@ class LocalTarget:
         return revoke_key(self.warehouse, key_id).as_dict()
 
     def report(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        from touchpoints.models.reports import run_report  # heavy: when used
+
         return run_report(self.warehouse, name, params).as_dict()
 
     def set_source(
@@ -138,9 +140,13 @@ class LocalTarget:
         return {"deleted": name}
 
     def save_experiment(self, definition: dict[str, Any]) -> dict[str, Any]:
+        from touchpoints.models import experiments  # heavy: when used
+
         return experiments.save_experiment(self.warehouse, definition)
 
     def assignment(self, key: str, unit: str) -> dict[str, Any]:
+        from touchpoints.models import experiments  # heavy: when used
+
         return experiments.assignment(self.warehouse, key, unit)
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from touchpoints.insights import mention_authors
 from touchpoints.insights.feedback import KINDS, answers
 from touchpoints.insights.frame import USER
 from touchpoints.models.sentiment import score_texts
+from touchpoints.privacy.audit import audited_profile
 from touchpoints.warehouse.connection import Warehouse
 from touchpoints.warehouse.functions import json_text
 
@@ -64,3 +65,12 @@ def voice_summary(warehouse: Warehouse, customer_id: str) -> dict[str, Any]:
         "texts": len(texts),
         "mean_sentiment": float(scored["compound"].mean()) if scored is not None else None,
     }
+
+
+def profile_with_voice(
+    warehouse: Warehouse, identifier: str, limit: int, *, actor: str, reason: str | None = None
+) -> dict[str, Any]:
+    """The audited profile read (`privacy.audit.audited_profile`) with `voice`, the
+    summary above: what the API and the CLI show."""
+    found = audited_profile(warehouse, identifier, limit, actor=actor, reason=reason)
+    return {**found, "voice": voice_summary(warehouse, found["customer_id"])}
